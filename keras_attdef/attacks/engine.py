@@ -1,0 +1,125 @@
+"""Projected gradient ascent: the one loop every gradient attack in this package runs."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_attdef.attacks._checks import check_eps
+from keras_attdef.attacks.objectives import Objective
+
+NORMS = ("linf", "l2")
+_TINY = 1e-12
+
+
+def _per_sample_norm(t):
+    return tf.sqrt(tf.reduce_sum(tf.square(t), axis=tf.range(1, tf.rank(t)), keepdims=True) + _TINY)
+
+
+def project(x_adv, x, eps, norm: str, clip_min: float, clip_max: float):
+    """Projects `x_adv` onto the `norm` ball of radius `eps` around `x`, then into [clip_min, clip_max].
+
+    Clipping after projecting keeps the point inside the ball: with `x` in the box, clipping only
+    shrinks each coordinate of the perturbation.
+    """
+    delta = x_adv - x
+    if norm == "linf":
+        delta = tf.clip_by_value(delta, -eps, eps)
+    else:
+        delta = delta * tf.minimum(1.0, eps / _per_sample_norm(delta))
+    return tf.clip_by_value(x + delta, clip_min, clip_max)
+
+
+def random_start(x, eps, norm: str, clip_min: float, clip_max: float):
+    """A uniform point of the Linf ball, or a random direction at a uniform radius of the L2 ball."""
+    if norm == "linf":
+        delta = tf.random.uniform(tf.shape(x), -1.0, 1.0, dtype=x.dtype) * eps
+    else:
+        direction = tf.random.normal(tf.shape(x), dtype=x.dtype)
+        direction = direction / _per_sample_norm(direction)
+        radius = tf.random.uniform(tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], 0),
+                                   dtype=x.dtype)
+        delta = direction * radius * eps
+    return tf.clip_by_value(x + delta, clip_min, clip_max)
+
+
+def ascent_direction(grad, norm: str):
+    """Steepest-ascent direction of unit norm: sign for Linf, normalised gradient for L2."""
+    if norm == "linf":
+        return tf.sign(grad)
+    return grad / _per_sample_norm(grad)
+
+
+def objective_gradient(objective: Objective, x_adv):
+    """Gradient of each sample's objective w.r.t. its own input (objectives are per-sample sums)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x_adv)
+        total = tf.reduce_sum(objective(x_adv))
+    return tape.gradient(total, x_adv)
+
+
+def maximize(
+    objective: Objective,
+    x,
+    eps,
+    step_size,
+    steps: int,
+    norm: str = "linf",
+    init=None,
+    project_every_step: bool = True,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+):
+    """Projected gradient ascent of a per-sample objective from `init` (default `x`).
+
+    Args:
+        objective: maps an input batch to the (batch,) values to raise.
+        x: the clean batch, centre of the ball.
+        eps: ball radius (float or scalar tensor, e.g. a ramped budget).
+        step_size: step length in the ball's norm.
+        steps: number of steps (a Python int: the loop is a `tf.while_loop`, traceable under XLA).
+        norm: `"linf"` or `"l2"`.
+        init: starting point, already inside the ball.
+        project_every_step: project after each step (PGD) or only once at the end.
+        clip_min: smallest valid input value.
+        clip_max: largest valid input value.
+
+    Returns:
+        The adversarial batch, with no gradient path back to the model.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"Unknown norm {norm!r}; choose one of {NORMS}.")
+    check_eps(eps)
+    check_eps(step_size, "step_size")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}.")
+    x = tf.stop_gradient(x)
+    eps = tf.cast(eps, x.dtype)
+    step_size = tf.cast(step_size, x.dtype)
+    x_adv = x if init is None else tf.stop_gradient(tf.cast(init, x.dtype))
+
+    def body(i, x_adv):
+        moved = x_adv + step_size * ascent_direction(objective_gradient(objective, x_adv), norm)
+        if project_every_step:
+            moved = project(moved, x, eps, norm, clip_min, clip_max)
+        else:
+            moved = tf.clip_by_value(moved, clip_min, clip_max)
+        return i + 1, tf.stop_gradient(moved)
+
+    if int(steps) == 1:  # no loop machinery for single-step attacks
+        _, x_adv = body(0, x_adv)
+    else:
+        _, x_adv = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), x_adv),
+                                 maximum_iterations=int(steps))
+    return tf.stop_gradient(project(x_adv, x, eps, norm, clip_min, clip_max))
+
+
+def keep_best(objective: Objective, candidates):
+    """Per sample, the candidate batch with the highest objective (restarts keep the worst case)."""
+    best = candidates[0]
+    best_value = objective(best)
+    for candidate in candidates[1:]:
+        value = objective(candidate)
+        better = value > best_value
+        mask = tf.reshape(better, tf.concat([tf.shape(better), tf.ones([tf.rank(best) - 1], tf.int32)], 0))
+        best = tf.where(mask, candidate, best)
+        best_value = tf.where(better, value, best_value)
+    return best

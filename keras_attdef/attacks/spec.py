@@ -1,0 +1,94 @@
+"""`AttackSpec`: an attack named by string plus its arguments, serialisable as a dict.
+
+Defence configs and evaluation tables hold attacks this way, so a saved model knows which attack
+trained it and a budget ramp can scale every length-like argument at once.
+
+Example:
+
+>>> spec = AttackSpec("pgd", eps=0.3, step_size=0.01, steps=40)
+>>> spec.get_config()
+{'name': 'pgd', 'eps': 0.3, 'step_size': 0.01, 'steps': 40}
+>>> AttackSpec.from_config(spec.get_config()) == spec
+True
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from keras_attdef.attacks import gradient
+
+_REGISTRY: dict[str, Callable] = {
+    "fgsm": gradient.fgsm,
+    "step_ll": gradient.step_ll,
+    "r_step_ll": gradient.r_step_ll,
+    "iter_ll": gradient.iter_ll,
+    "ifgsm": gradient.ifgsm,
+    "pgd": gradient.pgd,
+}
+# Arguments measured in input units: a budget ramp scales them together with eps.
+_LENGTHS = ("eps", "step_size", "alpha")
+
+
+def register(name: str, attack: Callable) -> None:
+    """Makes `attack(model, x, y, **kwargs)` available to `AttackSpec(name, ...)`."""
+    _REGISTRY[name] = attack
+
+
+def get(name: str) -> Callable:
+    """The attack function registered under `name`."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown attack {name!r}; choose one of {sorted(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+class AttackSpec:
+    """An attack by name with its keyword arguments.
+
+    Args:
+        name: a registered attack (`"fgsm"`, `"step_ll"`, `"r_step_ll"`, `"iter_ll"`, `"ifgsm"`, `"pgd"`, ...).
+        **kwargs: its arguments (`eps`, `step_size`, `steps`, ...).
+    """
+
+    def __init__(self, name: str, **kwargs: Any):
+        get(name)
+        self.name = name
+        self.kwargs = dict(kwargs)
+
+    @property
+    def eps(self) -> float:
+        return self.kwargs["eps"]
+
+    def __call__(self, model, x, y, scale=None, **overrides):
+        """Runs the attack; `scale` multiplies eps, step_size and alpha (a budget ramp)."""
+        kwargs = {**self.kwargs, **overrides}
+        if scale is not None:
+            for key in _LENGTHS:
+                if kwargs.get(key) is not None:
+                    kwargs[key] = kwargs[key] * scale
+        return get(self.name)(model, x, y, **kwargs)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, **self.kwargs}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "AttackSpec":
+        config = dict(config)
+        return cls(config.pop("name"), **config)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AttackSpec) and self.get_config() == other.get_config()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"AttackSpec({self.name!r}, {args})"
+
+
+def as_spec(attack) -> AttackSpec:
+    """Accepts an `AttackSpec`, its config dict, or a bare name (with that attack's defaults)."""
+    if isinstance(attack, AttackSpec):
+        return attack
+    if isinstance(attack, dict):
+        return AttackSpec.from_config(attack)
+    if isinstance(attack, str):
+        return AttackSpec(attack)
+    raise TypeError(f"Expected an AttackSpec, a dict or a name, got {type(attack).__name__}.")

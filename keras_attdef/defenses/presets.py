@@ -1,0 +1,88 @@
+"""Presets: the papers' defaults, one function per defence, and `get(name)` for the CLI.
+
+The defaults are the MNIST settings (eps 0.3); pass `eps=8/255, step_size=2/255, steps=7` for CIFAR-10.
+
+Example:
+
+>>> from keras_attdef import defenses
+>>> d = defenses.madry(eps=0.3, step_size=0.1, steps=7, warmup_steps=500)
+>>> d.attack
+AttackSpec('pgd', eps=0.3, step_size=0.1, steps=7, random_start=True)
+"""
+from __future__ import annotations
+
+from keras_attdef.attacks._checks import check_eps
+from keras_attdef.attacks.spec import AttackSpec
+from keras_attdef.defenses.adversarial_training import AdversarialTraining, PlainTraining
+from keras_attdef.defenses.base import Defense
+from keras_attdef.defenses.pairing import LogitPairing, Trades
+
+
+def _pgd(eps, step_size, steps) -> AttackSpec:
+    check_eps(eps)
+    return AttackSpec("pgd", eps=eps, step_size=step_size, steps=steps, random_start=True)
+
+
+def plain() -> Defense:
+    """Standard training on clean inputs (for comparison)."""
+    return PlainTraining()
+
+
+def madry(eps: float = 0.3, step_size: float = 0.01, steps: int = 40, warmup_steps: int = 0) -> Defense:
+    """PGD adversarial training (Madry et al., 2018); defaults are the paper's MNIST setting.
+
+    Args:
+        eps: Linf budget.
+        step_size: PGD step.
+        steps: PGD iterations (7 is the common cheap choice).
+        warmup_steps: optimizer steps over which the budget ramps up to eps.
+    """
+    return AdversarialTraining(_pgd(eps, step_size, steps), warmup_steps=warmup_steps)
+
+
+def fast(eps: float = 0.3, step_size: float | None = None, warmup_steps: int = 0) -> Defense:
+    """"Fast is better than free" (Wong, Rice and Kolter, 2020): FGSM from a uniform random start.
+
+    Args:
+        eps: Linf budget.
+        step_size: the FGSM step, default 1.25 * eps as in the paper.
+        warmup_steps: optimizer steps over which the budget ramps up to eps.
+    """
+    check_eps(eps)
+    step_size = 1.25 * eps if step_size is None else step_size
+    attack = AttackSpec("pgd", eps=eps, step_size=step_size, steps=1, random_start=True)
+    return AdversarialTraining(attack, warmup_steps=warmup_steps)
+
+
+def alp(weight: float = 0.5, eps: float = 0.3, step_size: float = 0.01, steps: int = 40,
+        distance: str = "mse", warmup_steps: int = 0) -> Defense:
+    """Adversarial logit pairing (Kannan et al., 2018) on PGD examples; logs `pair_loss`."""
+    return LogitPairing(_pgd(eps, step_size, steps), {"pair": weight}, warmup_steps, distance)
+
+
+def trades(beta: float = 6.0, eps: float = 0.3, step_size: float = 0.01, steps: int = 40,
+           warmup_steps: int = 0) -> Defense:
+    """TRADES (Zhang et al., 2019) with its KL attack; logs `kl_loss`."""
+    check_eps(eps)
+    attack = AttackSpec("pgd", eps=eps, step_size=step_size, steps=steps)
+    return Trades(attack, {"kl": beta}, warmup_steps)
+
+
+PRESETS = {"plain": plain, "madry": madry, "fast": fast, "alp": alp, "trades": trades}
+
+
+def get(name, **kwargs) -> Defense:
+    """A defence from a preset name (with keyword overrides), a `Defense`, or a serialised dict.
+
+    Raises:
+        ValueError: unknown preset name.
+    """
+    if isinstance(name, Defense):
+        return name
+    if isinstance(name, dict):
+        from keras_attdef.defenses.base import deserialize
+
+        return deserialize(name)
+    if name not in PRESETS:
+        raise ValueError(f"Unknown defence preset {name!r}; choose one of {sorted(PRESETS)}.")
+    return PRESETS[name](**kwargs)

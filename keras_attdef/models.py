@@ -1,0 +1,170 @@
+"""Functional model zoo with named layers. Every model returns logits (no softmax).
+
+Attention needs a named conv layer: `lenet` names its convs `conv1`, `conv2`; `cifarnet` `conv1`,
+`conv2`; `small_resnet` `stem`, `block{i}_out`. `last_conv_layer(model)` finds the topmost one.
+
+Example:
+
+>>> from keras_attdef import models
+>>> net = models.lenet()
+>>> net.output_shape, models.last_conv_layer(net)
+((None, 10), 'conv2')
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def lenet(
+    input_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 10,
+    dropout: float = 0.5,
+    name: str = "lenet",
+) -> keras.Model:
+    """The TF-slim LeNet the AAD paper uses on MNIST.
+
+    conv 32 5x5 -> max-pool 2 -> conv 64 5x5 -> max-pool 2 -> dense 1024 -> dropout -> dense.
+
+    Args:
+        input_shape: image shape, channels-last.
+        num_classes: number of logits.
+        dropout: drop rate before the last layer (the paper's keep-prob 0.5); 0 disables it.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` returning logits; its conv layers are `conv1`, `conv2`.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    h = layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1")(inputs)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2")(h)
+    h = layers.MaxPooling2D(2, name="pool2")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(1024, activation="relu", name="fc3")(h)
+    if dropout:
+        h = layers.Dropout(dropout, name="dropout3")(h)
+    outputs = layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def cifarnet(
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    num_classes: int = 10,
+    dropout: float = 0.5,
+    name: str = "cifarnet",
+) -> keras.Model:
+    """The TF-slim CifarNet the AAD paper uses on CIFAR-10 (local response normalisation omitted).
+
+    conv 64 5x5 -> max-pool 3/2 -> conv 64 5x5 -> max-pool 3/2 -> dense 384 -> dense 192 -> dense.
+
+    Args:
+        input_shape: image shape, channels-last.
+        num_classes: number of logits.
+        dropout: drop rate after the 384-unit layer.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` returning logits; its conv layers are `conv1`, `conv2`.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    h = layers.Conv2D(64, 5, padding="same", activation="relu", name="conv1")(inputs)
+    h = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(h)
+    h = layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2")(h)
+    h = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(384, activation="relu", name="fc3")(h)
+    if dropout:
+        h = layers.Dropout(dropout, name="dropout3")(h)
+    h = layers.Dense(192, activation="relu", name="fc4")(h)
+    outputs = layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def two_layer_dense(
+    hidden: int = 500,
+    input_shape: tuple[int, ...] = (28, 28, 1),
+    num_classes: int = 10,
+    name: str = "dense_2layer",
+) -> keras.Model:
+    """`f(x) = V relu(W x + b) + c` on the flattened image: the network the SDP certificate covers.
+
+    Args:
+        hidden: hidden units.
+        input_shape: image shape (flattened inside the model).
+        num_classes: number of logits.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model` with layers `flatten`, `hidden` (relu) and `logits`.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    h = layers.Flatten(name="flatten")(inputs)
+    h = layers.Dense(hidden, activation="relu", name="hidden")(h)
+    outputs = layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def small_resnet(
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    num_classes: int = 10,
+    widths: tuple[int, ...] = (16, 32, 64),
+    name: str = "small_resnet",
+) -> keras.Model:
+    """A pre-activation-free ResNet with one basic block per stage and BatchNorm.
+
+    Args:
+        input_shape: image shape, channels-last.
+        num_classes: number of logits.
+        widths: channels per stage; every stage after the first halves the resolution.
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`; stage outputs are `block{i}_out` (conv feature maps).
+    """
+    inputs = keras.Input(input_shape, name="image")
+    h = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem")(inputs)
+    h = layers.BatchNormalization(name="stem_bn")(h)
+    h = layers.Activation("relu", name="stem_relu")(h)
+    for i, width in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        shortcut = h
+        y = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name=f"block{i}_conv1")(h)
+        y = layers.BatchNormalization(name=f"block{i}_bn1")(y)
+        y = layers.Activation("relu", name=f"block{i}_relu1")(y)
+        y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv2")(y)
+        y = layers.BatchNormalization(name=f"block{i}_bn2")(y)
+        if stride != 1 or shortcut.shape[-1] != width:
+            shortcut = layers.Conv2D(width, 1, strides=stride, use_bias=False, name=f"block{i}_proj")(shortcut)
+            shortcut = layers.BatchNormalization(name=f"block{i}_proj_bn")(shortcut)
+        h = layers.Add(name=f"block{i}_add")([y, shortcut])
+        h = layers.Activation("relu", name=f"block{i}_out")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """Name of the topmost layer whose output is a 4-D feature map (the usual Grad-CAM layer).
+
+    Raises:
+        ValueError: the model has no 4-D feature-map layer.
+    """
+    for layer in reversed(model.layers):
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is not None and len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
+            return layer.name
+    raise ValueError(f"Model {model.name!r} has no convolutional (4-D output) layer for attention.")
+
+
+def get_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """`model.get_layer(name)` with an error that lists the layers there are."""
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        names = [layer.name for layer in model.layers]
+        raise ValueError(
+            f"Model {model.name!r} has no layer named {name!r}. Its layers are: {names}. "
+            "Pass one of these (for attention: a conv layer, see models.last_conv_layer)."
+        ) from None
