@@ -81,21 +81,28 @@ class RobustModel(keras.Model):
         if self._inner_jit:
             jit_compile = False  # whole-step XLA fails under a strategy; see _adversarial_gradients
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
+        # Optimizer state exists from here on: a model saved before fit keeps it, and a step whose first
+        # trace failed on bad data does not create variables on a later trace.
+        self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
         # Keras skips compile on load when compile is overridden; ours only adds defaults, so run it.
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
-        if hasattr(self, "optimizer") and self.built:
-            self.optimizer.build(self.trainable_variables)  # so saved optimizer state can load
 
     # -- steps ------------------------------------------------------------------------------------
     def _prepare(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if y is None:
             raise ValueError("RobustModel needs labels: pass (images, labels) to fit/evaluate.")
-        x = check_range(x, self.clip_min, self.clip_max)
-        y = check_labels(y, x, self.num_classes)
+        try:
+            x = check_range(x, self.clip_min, self.clip_max)
+            y = check_labels(y, x, self.num_classes)
+        except ValueError:
+            # A trace that fails here leaves Keras' cached step function half built; drop it so that
+            # the next call with good data traces afresh.
+            self.train_function = self.test_function = None
+            raise
         return x, y, sample_weight
 
     def _adversarial_gradients(self, x, y, sample_weight, scale):

@@ -1,0 +1,36 @@
+import json
+
+import numpy as np
+import pytest
+
+from keras_attdef import AttackSpec, cli, evaluate_robustness
+
+
+def test_report_counts_match_a_hand_computation(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:100], mnist_test[1][:100]
+    report = evaluate_robustness(trained_lenet, (x, y), {"fgsm": AttackSpec("fgsm", eps=0.2)}, batch_size=32,
+                                 progress=False)
+    clean = np.mean(np.argmax(trained_lenet.predict(x, verbose=0), -1) == y)
+    assert report.accuracy["clean"] == pytest.approx(clean)
+    assert report.accuracy["worst case"] <= min(report.accuracy["clean"], report.accuracy["fgsm"])
+    assert report.num_examples == 100
+    table = report.to_markdown("t")
+    assert "| fgsm |" in table and "100 examples" in table
+
+
+def test_mismatched_data_is_an_error(trained_lenet, mnist_test):
+    with pytest.raises(ValueError, match="labels"):
+        evaluate_robustness(trained_lenet, (mnist_test[0][:10], mnist_test[1][:9]), [], progress=False)
+
+
+def test_cli_train_writes_model_table_and_resumes(tmp_path, capsys):
+    args = ["train", "--defense", "fast", "--epochs", "1", "--train-limit", "256", "--eval-size", "64",
+            "--batch-size", "64", "--out", str(tmp_path), "--verbose", "0"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| clean |" in out and "PGD-40" in out
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert 0.0 <= result["accuracy"]["clean"] <= 1.0
+    assert (tmp_path / "model.keras").exists() and (tmp_path / "robustness.md").exists()
+    assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--eval-size", "32"]) == 0
+    assert "| clean |" in capsys.readouterr().out
