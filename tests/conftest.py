@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the scripts do; ~1.8x faster on this CPU
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if "KERAS_ATTDEF_DATA" not in os.environ and SHARED_DATA.exists():
     os.environ["KERAS_ATTDEF_DATA"] = str(SHARED_DATA)

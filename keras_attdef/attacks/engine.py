@@ -7,6 +7,10 @@ from keras_attdef.attacks._checks import check_eps
 from keras_attdef.attacks.objectives import Objective
 
 NORMS = ("linf", "l2")
+# Loops up to this many steps are unrolled: on a 2-core CPU an unrolled PGD-7 ran in 372 ms against
+# 450 ms as a tf.while_loop (graph rewrites such as oneDNN fusions do not reach into loop bodies).
+# Longer loops stay a while_loop to keep graphs and XLA compile times small.
+UNROLL_MAX_STEPS = 20
 _TINY = 1e-12
 
 
@@ -50,7 +54,7 @@ def ascent_direction(grad, norm: str):
 
 def objective_gradient(objective: Objective, x_adv):
     """Gradient of each sample's objective w.r.t. its own input (objectives are per-sample sums)."""
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x_adv)
         total = tf.reduce_sum(objective(x_adv))
     return tape.gradient(total, x_adv)
@@ -75,7 +79,8 @@ def maximize(
         x: the clean batch, centre of the ball.
         eps: ball radius (float or scalar tensor, e.g. a ramped budget).
         step_size: step length in the ball's norm.
-        steps: number of steps (a Python int: the loop is a `tf.while_loop`, traceable under XLA).
+        steps: number of steps (a Python int; unrolled up to `UNROLL_MAX_STEPS`, else a `tf.while_loop`:
+            both trace under XLA and inside Keras steps, which run without AutoGraph).
         norm: `"linf"` or `"l2"`.
         init: starting point, already inside the ball.
         project_every_step: project after each step (PGD) or only once at the end.
@@ -104,8 +109,9 @@ def maximize(
             moved = tf.clip_by_value(moved, clip_min, clip_max)
         return i + 1, tf.stop_gradient(moved)
 
-    if int(steps) == 1:  # no loop machinery for single-step attacks
-        _, x_adv = body(0, x_adv)
+    if int(steps) <= UNROLL_MAX_STEPS:
+        for i in range(int(steps)):
+            _, x_adv = body(i, x_adv)
     else:
         _, x_adv = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), x_adv),
                                  maximum_iterations=int(steps))

@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Wall time for a defence to reach a robustness target on MNIST (LeNet, eps 0.3), on this machine.
+
+    python benchmarks/time_to_robustness.py --defense fast --max-minutes 30 --out runs/ttr_fast
+
+Trains epoch by epoch (eps ramped linearly over --warmup-epochs) and after each epoch measures clean
+accuracy on the 10,000 test digits and, once clean >= the target, PGD-100 (step 0.01, random start) on
+the first --pgd-points test digits. The clock counts training only; evaluation time is reported apart.
+Stops at the target or the time limit. State is saved every epoch, so a stopped run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_attdef import AttackSpec, RobustModel, datasets, defenses, evaluate_robustness, models  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--defense", default="fast", choices=["fast", "madry"])
+    parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--attack-steps", type=int, default=7, help="PGD steps for madry")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0)
+    parser.add_argument("--max-minutes", type=float, default=30.0)
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--clean-target", type=float, default=0.985)
+    parser.add_argument("--pgd-target", type=float, default=0.89)
+    parser.add_argument("--pgd-points", type=int, default=1000)
+    parser.add_argument("--out", default="runs/time_to_robustness")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, model_path = out / "state.json", out / "model.keras"
+    x, y = datasets.load("mnist", "train")
+    x_test, y_test = datasets.load("mnist", "test")
+    steps_per_epoch = math.ceil(len(x) / args.batch_size)
+    if state_path.exists() and model_path.exists():
+        state = json.loads(state_path.read_text())
+        robust = keras.models.load_model(model_path)
+        print(f"resuming after epoch {state['epoch']} ({state['train_seconds']:.0f} s of training)")
+    else:
+        keras.utils.set_random_seed(args.seed)
+        warmup = int(args.warmup_epochs * steps_per_epoch)
+        if args.defense == "fast":
+            defense = defenses.fast(eps=args.eps, warmup_steps=warmup)
+        else:
+            defense = defenses.madry(eps=args.eps, step_size=2.5 * args.eps / args.attack_steps,
+                                     steps=args.attack_steps, warmup_steps=warmup)
+        robust = RobustModel(models.lenet(), defense=defense, eval_attack=None)
+        robust.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"])
+        state = {"epoch": 0, "train_seconds": 0.0, "eval_seconds": 0.0, "history": [], "args": vars(args)}
+    train_ds = datasets.as_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed)
+    pgd100 = {"PGD-100": AttackSpec("pgd", eps=args.eps, step_size=0.01, steps=100)}
+    reached = False
+    while state["epoch"] < args.max_epochs and state["train_seconds"] < 60 * args.max_minutes:
+        start = time.perf_counter()
+        robust.fit(train_ds, epochs=1, verbose=0, shuffle=False)
+        state["train_seconds"] += time.perf_counter() - start
+        state["epoch"] += 1
+        start = time.perf_counter()
+        clean = float(np.mean(np.argmax(robust.predict(x_test, batch_size=1000, verbose=0), -1) == y_test))
+        row = {"epoch": state["epoch"], "train_seconds": round(state["train_seconds"], 1), "clean": clean}
+        if clean >= args.clean_target or state["train_seconds"] >= 60 * args.max_minutes:
+            report = evaluate_robustness(robust, (x_test[: args.pgd_points], y_test[: args.pgd_points]), pgd100,
+                                         batch_size=500, progress=False)
+            row["pgd100"] = report.accuracy["PGD-100"]
+            reached = clean >= args.clean_target and row["pgd100"] >= args.pgd_target
+        state["eval_seconds"] += time.perf_counter() - start
+        state["history"].append(row)
+        print(json.dumps(row), flush=True)
+        robust.save(model_path)
+        state_path.write_text(json.dumps(state, indent=2))
+        if reached:
+            break
+    best = state["history"][-1]
+    verdict = "reached" if reached else "NOT reached"
+    print(f"\n{args.defense}: target (clean >= {args.clean_target}, PGD-100 >= {args.pgd_target}) {verdict} "
+          f"after {state['epoch']} epochs, {state['train_seconds']:.0f} s of training "
+          f"(+{state['eval_seconds']:.0f} s evaluation); last: {best}")
+
+
+if __name__ == "__main__":
+    main()
