@@ -6,7 +6,7 @@ Example:
 >>> robust = kad.RobustModel(kad.models.lenet(), defense="fast")
 >>> robust.compile(optimizer="adam", metrics=["accuracy"])
 """
-from keras_attdef import attacks, datasets, defenses, losses, models
+from keras_attdef import attacks, attention, datasets, defenses, losses, models
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation import evaluate_robustness
 from keras_attdef.robust_model import RobustModel
@@ -14,5 +14,5 @@ from keras_attdef.robust_model import RobustModel
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttackSpec", "RobustModel", "attacks", "datasets", "defenses", "evaluate_robustness", "losses", "models",
+    "AttackSpec", "RobustModel", "attacks", "attention", "datasets", "defenses", "evaluate_robustness", "losses", "models",
 ]

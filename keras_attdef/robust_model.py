@@ -112,11 +112,13 @@ class RobustModel(keras.Model):
         adv = self.defense.perturb(self.base_model, x, y, scale)
         with tf.GradientTape() as tape:
             out = self.defense.loss_terms(self.base_model, x, y, adv)
-            copies = len(out.task_logits)
-            logits = tf.concat(out.task_logits, axis=0) if copies > 1 else out.task_logits[0]
-            labels = tf.concat([y] * copies, axis=0)
-            weights = None if sample_weight is None else tf.concat([sample_weight] * copies, axis=0)
+            logits = tf.concat(out.task_logits, axis=0) if len(out.task_logits) > 1 else out.task_logits[0]
+            copies = tf.shape(logits)[0] // tf.shape(y)[0]  # the task logits stack whole batches
+            labels = tf.tile(y, [copies])
+            weights = None if sample_weight is None else tf.tile(sample_weight, [copies])
             loss = self._compute_loss(x=x, y=labels, y_pred=logits, sample_weight=weights, training=True)
+            if out.task_weight != 1.0:
+                loss = loss * out.task_weight
             for term, value in out.terms.items():
                 loss = loss + self.defense.weights.get(term, 1.0) * scale_for_distribution(value)
             scaled = self.optimizer.scale_loss(loss)

@@ -32,17 +32,20 @@ class DefenseOutput:
     """What `loss_terms` hands the training step.
 
     Attributes:
-        task_logits: logits the compiled loss is applied to, each against the true labels (several
-            entries are concatenated: a 50/50 clean/adversarial mix is `[clean, adv]`).
+        task_logits: logits the compiled loss is applied to against the true labels; entries are
+            concatenated, and each may stack several batches (a 50/50 clean/adversarial mix is
+            `[clean, adv]` or one tensor of both).
         terms: extra loss terms, each a batch-mean scalar (unweighted, unscaled).
         clean_logits: logits on clean inputs, if computed (for the compiled metrics).
         adv_logits: logits on the main adversarial batch, if any (for `adv_accuracy`).
+        task_weight: weight of the compiled loss (AAD's alpha).
     """
 
     task_logits: list
     terms: dict
     clean_logits: Any = None
     adv_logits: Any = None
+    task_weight: float = 1.0
 
 
 class Defense:

@@ -1,0 +1,85 @@
+"""Batched, differentiable Grad-CAM (Selvaraju et al., 2017).
+
+`grad_cam` splits the model at the conv layer and runs it once: the same pass gives the logits and the
+feature maps A; the class score's gradient w.r.t. A, averaged over space, weights the channels, and the
+map is ReLU(sum_c w_c A_c). Everything is a TF op, so a loss on the map has gradients w.r.t. the weights
+(second order: the gradient of a gradient) and w.r.t. the input.
+
+Example:
+
+>>> import numpy as np
+>>> from keras_attdef import attention, models
+>>> net = models.lenet()
+>>> x = np.random.rand(2, 28, 28, 1).astype("float32")
+>>> maps, logits = attention.grad_cam(net, x, "conv2", return_logits=True)
+>>> tuple(maps.shape), tuple(logits.shape)
+((2, 14, 14), (2, 10))
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_attdef.attention.split import split_model
+from keras_attdef.models import last_conv_layer
+
+_TINY = 1e-8
+
+
+def normalize_maps(maps, method: str = "max"):
+    """Per-map scaling: `"max"` divides by the maximum, `"minmax"` maps to [0, 1] (tf-keras-vis's way)."""
+    axes = tf.range(1, tf.rank(maps))
+    if method == "max":
+        return maps / (tf.reduce_max(maps, axis=axes, keepdims=True) + _TINY)
+    if method == "minmax":
+        low = tf.reduce_min(maps, axis=axes, keepdims=True)
+        return (maps - low) / (tf.reduce_max(maps, axis=axes, keepdims=True) - low + _TINY)
+    raise ValueError(f"Unknown normalisation {method!r}; choose 'max' or 'minmax'.")
+
+
+def grad_cam(
+    model,
+    x,
+    layer: str | None = None,
+    target=None,
+    resize: bool = False,
+    normalize: str | None = None,
+    training: bool = False,
+    return_logits: bool = False,
+):
+    """Grad-CAM maps of a batch.
+
+    Args:
+        model: a functional Keras classifier returning logits.
+        x: input batch.
+        layer: name of a conv layer (4-D output); default the topmost one.
+        target: class per sample (labels); default the predicted class.
+        resize: bilinearly resize maps to the input's height and width.
+        normalize: None (raw), `"max"` or `"minmax"` per map.
+        training: run the model in training mode (inside a training step).
+        return_logits: also return the logits of the same forward pass.
+
+    Returns:
+        Maps `(batch, h, w)` (and the logits when asked).
+
+    Raises:
+        ValueError: the model has no such layer, or the layer's output is not a 4-D feature map.
+    """
+    layer = layer or last_conv_layer(model)
+    split = split_model(model, [layer])
+    if len(split.outputs[0].shape) != 4:
+        raise ValueError(f"Layer {layer!r} outputs shape {split.outputs[0].shape}; Grad-CAM needs a 4-D "
+                         "(batch, h, w, channels) feature map, e.g. a conv layer.")
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)  # records the whole pass, so the score's gradient w.r.t. the features exists
+        features, logits = split(x, training=training)
+        classes = tf.argmax(logits, axis=-1) if target is None else tf.reshape(target, [-1])
+        score = tf.reduce_sum(tf.gather(logits, tf.cast(classes, tf.int32), axis=1, batch_dims=1))
+    grads = tape.gradient(score, features)
+    channel_weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+    maps = tf.nn.relu(tf.reduce_sum(channel_weights * features, axis=-1))
+    if resize:
+        maps = tf.image.resize(maps[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
+    if normalize:
+        maps = normalize_maps(maps, normalize)
+    return (maps, logits) if return_logits else maps
