@@ -123,7 +123,6 @@ def evaluate(args) -> dict:
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see README: ~1.8x faster on CPUs where TF leaves it off
     args = build_parser().parse_args(argv)
     if args.command == "train":
         train(args)
