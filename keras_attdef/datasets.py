@@ -62,9 +62,9 @@ def load(
 
     Example:
 
-    >>> x, y = load("mnist", "test", data_dir="../shared/data", limit=8)  # doctest: +SKIP
-    >>> x.shape
-    (8, 28, 28, 1)
+    >>> x, y = load("mnist", "test", limit=8)   # $KERAS_ATTDEF_DATA, tfds, or the bundled sample
+    >>> x.shape, y.dtype
+    ((8, 28, 28, 1), dtype('int32'))
     """
     name = name.lower().replace("-", "_")
     if name not in SUPPORTED:

@@ -145,15 +145,17 @@ def small_resnet(
 
 
 def last_conv_layer(model: keras.Model) -> str:
-    """Name of the topmost layer whose output is a 4-D feature map (the usual Grad-CAM layer).
+    """Name of the topmost layer producing a 4-D feature map that is not a pooling layer (the usual
+    Grad-CAM layer: `conv2` in LeNet, `block2_out` in the small ResNet).
 
     Raises:
-        ValueError: the model has no 4-D feature-map layer.
+        ValueError: the model has no such layer.
     """
     for layer in reversed(model.layers):
-        shape = getattr(layer, "output", None)
-        shape = getattr(shape, "shape", None)
-        if shape is not None and len(shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
+        if isinstance(layer, keras.layers.InputLayer) or "Pooling" in type(layer).__name__:
+            continue
+        shape = getattr(getattr(layer, "output", None), "shape", None)
+        if shape is not None and len(shape) == 4:
             return layer.name
     raise ValueError(f"Model {model.name!r} has no convolutional (4-D output) layer for attention.")
 
