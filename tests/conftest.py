@@ -46,3 +46,13 @@ def trained_lenet(mnist_train):
 def tiny_batch():
     rng = np.random.default_rng(0)
     return rng.random((8, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 8).astype(np.int32)
+
+
+@pytest.fixture(scope="session")
+def trained_dense(mnist_train):
+    """A plainly trained 784-16-10 network (the architecture the certificate covers)."""
+    keras.utils.set_random_seed(0)
+    net = models.two_layer_dense(16)
+    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(*mnist_train, epochs=2, verbose=0)
+    return net

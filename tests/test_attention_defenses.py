@@ -65,8 +65,8 @@ def test_a3_moves_attention_further_than_its_base_attack(trained_lenet, mnist_te
 
     x, y = mnist_test[0][:256], mnist_test[1][:256]
     base = attacks.iter_ll(trained_lenet, x, eps=0.1, step_size=0.05, rounds=3)
-    a3 = attacks.attention_augmented(attacks.iter_ll, sigma=10.0)(trained_lenet, x, eps=0.1, step_size=0.05,
-                                                                  rounds=3)
+    a3 = attacks.attention_augmented(attacks.iter_ll, sigma=10.0, normalize="max")(
+        trained_lenet, x, eps=0.1, step_size=0.05, rounds=3)
     assert np.abs(a3.numpy() - x).max() <= 0.1 + 1e-6
 
     def attention_iou(x_adv):

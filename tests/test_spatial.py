@@ -2,8 +2,6 @@
 import numpy as np
 import pytest
 
-import keras
-from keras_attdef import models
 from keras_attdef.attacks.spatial import stadv
 from keras_attdef.certify import warp_intervals
 from keras_attdef.flow import difference_operator, ellipsoid_box, flow_loss, warp
@@ -59,11 +57,8 @@ def test_flow_loss_bounds_the_ellipsoid_norm():
     assert box.shape == (6, 6) and np.all(box > 0) and box[0, 0] < box[3, 3]
 
 
-def test_stadv_fools_a_plain_dense_net(mnist_train, mnist_test):
-    keras.utils.set_random_seed(0)
-    net = models.two_layer_dense(64)
-    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    net.fit(*mnist_train, epochs=2, verbose=0)
+def test_stadv_fools_a_plain_dense_net(trained_dense, mnist_test):
+    net = trained_dense
     x, y = mnist_test[0][:40], mnist_test[1][:40]
     result = stadv(net, x, y, budget=None, steps=200, search_steps=5)
     assert result.success.mean() > 0.8

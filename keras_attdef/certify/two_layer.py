@@ -82,7 +82,7 @@ def eigen_value_bound(p, c):
     return bound + SAFETY * (1.0 + abs(bound) + n * np.abs(p).max())
 
 
-def optimise_dual(p, iterations: int = 100):
+def optimise_dual(p, iterations: int = 50):
     """A good c for `eigen_value_bound` (L-BFGS-B from the Gershgorin point, where the bound is sum |P|).
 
     The gradient of lambda_max is the outer product of its top eigenvector, so each step needs only the
@@ -93,9 +93,12 @@ def optimise_dual(p, iterations: int = 100):
     n = p.shape[0]
     start = np.abs(p).sum(axis=1)
 
+    def top_pair(matrix):
+        values, vectors = scipy.linalg.eigh(matrix, subset_by_index=[n - 1, n - 1])
+        return values[-1], vectors[:, -1]
+
     def objective(c):
-        values, vectors = scipy.linalg.eigh(p - np.diag(c), subset_by_index=[n - 1, n - 1])
-        top, u = values[-1], vectors[:, -1]
+        top, u = top_pair(p - np.diag(c))
         value = n * max(top, 0.0) + np.maximum(c, 0).sum()
         grad = (c > 0).astype(float) - (n * u * u if top > 0 else 0.0)
         return value, grad
