@@ -5,9 +5,10 @@ from keras_attdef import datasets
 
 
 def test_local_npz_matches_the_file_and_is_normalised(tmp_path):
-    if "KERAS_ATTDEF_DATA" not in datasets.os.environ:
+    path = datasets.Path(datasets.os.environ.get("KERAS_ATTDEF_DATA", "/nonexistent")) / "mnist.npz"
+    if not path.exists():
         pytest.skip("needs mnist.npz in $KERAS_ATTDEF_DATA")
-    raw = np.load(datasets.os.environ["KERAS_ATTDEF_DATA"] + "/mnist.npz")
+    raw = np.load(path)
     x, y = datasets.load("mnist", "test", limit=100)
     assert x.shape == (100, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
     np.testing.assert_array_equal(y, raw["y_test"][:100])
