@@ -86,7 +86,9 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
         attacks = {repr(as_spec(a)): a for a in attacks}
     specs = {name: as_spec(spec) for name, spec in attacks.items()}
     def compiled(spec):
-        return tf.function(lambda x, y: spec(base, x, y, clip_min=clip_min, clip_max=clip_max))
+        # reduce_retracing: the last, shorter batch does not trigger a second trace per attack
+        return tf.function(lambda x, y: spec(base, x, y, clip_min=clip_min, clip_max=clip_max),
+                           reduce_retracing=True)
 
     runners = {name: compiled(spec) for name, spec in specs.items()}
     predict = tf.function(lambda x: tf.argmax(base(x, training=False), axis=-1, output_type=tf.int32))
