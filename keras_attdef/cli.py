@@ -1,4 +1,4 @@
-"""Command line: `keras-attdef train ...` and `keras-attdef evaluate ...`.
+"""Command line: `keras-attdef train ...`, `keras-attdef evaluate ...` and `keras-attdef certify ...`.
 
 `scripts/train_mnist.py` is `keras-attdef train` with MNIST defaults. Runs offline by default: data
 comes from `--data-dir` / `$KERAS_ATTDEF_DATA`, prepared tfds data, or the bundled MNIST sample.
@@ -56,6 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--eps", type=float, default=0.3)
     evaluate.add_argument("--eval-size", type=int, default=1000)
     evaluate.add_argument("--data-dir", default=None)
+    cert = sub.add_parser("certify", help="train plain and certified 784-h-10 nets, attack with stAdv, certify")
+    cert.add_argument("--threat", default="flow", choices=["flow", "linf"],
+                      help="flow: stAdv flow budgets (the thesis); linf: Raghunathan et al.'s eps box")
+    cert.add_argument("--hidden", type=int, default=None, help="hidden units (default 100 flow, 500 linf)")
+    cert.add_argument("--epochs", type=int, default=10)
+    cert.add_argument("--lr", type=float, default=1e-3)
+    cert.add_argument("--weight", type=float, default=1.0, help="weight of the certified loss")
+    cert.add_argument("--train-budget", type=float, default=0.5, help="flow budget the certified net trains at")
+    cert.add_argument("--quantile", type=float, default=0.5,
+                      help="per-pixel quantile of the training images' warp-interval radius trained against")
+    cert.add_argument("--budgets", default="0.25,0.5,1,7,100", help="flow budgets to attack and certify at")
+    cert.add_argument("--eps", type=float, default=0.1, help="Linf eps (--threat linf)")
+    cert.add_argument("--certify-size", type=int, default=200, help="test digits certified per budget")
+    cert.add_argument("--attack-size", type=int, default=500, help="test digits attacked per budget")
+    cert.add_argument("--stadv-steps", type=int, default=200)
+    cert.add_argument("--sdp-images", type=int, default=0,
+                      help="also compare the eigenvalue bound with exact SCS SDPs on this many images")
+    cert.add_argument("--sdp-budget", type=float, default=0.5)
+    cert.add_argument("--data-dir", default=None)
+    cert.add_argument("--out", default=None, help="output folder (default runs/certify_<threat>)")
+    cert.add_argument("--seed", type=int, default=0)
+    cert.add_argument("--verbose", type=int, default=2)
     return parser
 
 
@@ -121,13 +143,38 @@ def evaluate(args) -> dict:
     return report.accuracy
 
 
+def certify(args) -> dict:
+    from keras_attdef.certify import experiment
+
+    out = args.out or f"runs/certify_{args.threat}"
+    if args.threat == "linf":
+        return experiment.linf_experiment(out, args.hidden or 500, args.eps, args.epochs, args.weight, args.lr,
+                                          data_dir=args.data_dir, seed=args.seed, verbose=args.verbose)
+    budgets = [float(b) for b in args.budgets.split(",")]
+    result = experiment.flow_experiment(out, args.hidden or 100, args.epochs, args.train_budget, budgets,
+                                        args.certify_size, args.attack_size, args.stadv_steps, args.weight,
+                                        args.lr, args.data_dir, args.seed, args.verbose, args.quantile)
+    if args.sdp_images:
+        import keras
+        import numpy as np
+
+        from keras_attdef import datasets
+
+        x, y = datasets.load("mnist", "test", args.data_dir, limit=args.sdp_images)
+        net = keras.models.load_model(Path(out) / "certified.keras").base_model
+        rows = experiment.sdp_comparison(net, x, y, args.sdp_budget, args.sdp_images, Path(out) / "sdp.json")
+        ratios = np.array([row["ratio"] for row in rows])
+        print(f"eigenvalue bound / SDP optimum over {len(rows)} images (budget {args.sdp_budget:g}): max "
+              f"{ratios.max():.4f}, mean {ratios.mean():.4f}; SCS took {np.mean([r['sdp_seconds'] for r in rows]):.1f} "
+              f"s per SDP (n = {int(np.mean([r['n'] for r in rows]))} on average)")
+        result["sdp"] = rows
+    return result
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        train(args)
-    else:
-        evaluate(args)
+    {"train": train, "evaluate": evaluate, "certify": certify}[args.command](args)
     return 0
 
 

@@ -14,6 +14,8 @@ Example:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -75,11 +77,26 @@ def difference_operator(height: int, width: int) -> np.ndarray:
     return np.asarray(rows)
 
 
+MAX_PIXELS = 64 * 64  # N^T N is (pixels x pixels): inverting it is the cost that limits the image size
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_box(height: int, width: int) -> np.ndarray:
+    n = difference_operator(height, width)
+    return np.sqrt(np.diag(np.linalg.inv(n.T @ n))).reshape(height, width)
+
+
 def ellipsoid_box(height: int, width: int, budget: float) -> np.ndarray:
     """Per-pixel flow box of the ellipsoid ||N vec(r)||_2 <= budget: rho_i = budget * sqrt(((N^T N)^-1)_ii).
 
     The same box holds for both flow channels (N acts on each alike). Returns `(height, width)`.
+
+    Raises:
+        ValueError: a negative or non-finite budget, or an image above 64x64 pixels.
     """
-    n = difference_operator(height, width)
-    lam = np.sqrt(np.diag(np.linalg.inv(n.T @ n)))
-    return (budget * lam).reshape(height, width)
+    if not np.isfinite(budget) or budget < 0:
+        raise ValueError(f"The flow budget must be finite and >= 0, got {budget}.")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"The flow ellipsoid's box is computed for images up to {MAX_PIXELS} pixels (64x64); "
+                         f"got {height}x{width}. Give a per-pixel box with rho= instead.")
+    return budget * _unit_box(int(height), int(width))

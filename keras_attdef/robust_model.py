@@ -55,6 +55,7 @@ class RobustModel(keras.Model):
             raise ValueError(f"clip_min ({clip_min}) must be below clip_max ({clip_max}).")
         self.base_model = base_model
         self.defense = defenses_module.get(defense)
+        self.defense.attach(base_model)
         # Tracked so that a teacher's weights are saved in the .keras file with the model's.
         self.auxiliary_models = list(self.defense.auxiliary_models)
         if eval_attack == "auto":

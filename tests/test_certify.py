@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras
-from keras_attdef import certify, models
+from keras_attdef import certify, defenses, models
 from keras_attdef.attacks.spatial import stadv
 from keras_attdef.flow import warp
 
@@ -22,45 +22,75 @@ def test_box_bound_is_sound_on_1000_random_tiny_networks():
         low = rng.uniform(-1, 1, 3)
         high = low + rng.uniform(0, 0.6, 3) * (rng.random(3) > 0.2)
         label = int(rng.integers(3))
-        cert = certify.certify_box(net, low, high, label)
+        cert = certify.certify_box(net, low, high, label, iterations=10)
         grid = np.array(list(itertools.product(*[np.linspace(lo, hi, 9) for lo, hi in zip(low, high)])))
         logits = np.maximum(grid @ w.T + b, 0) @ v.T + c
         violations += sum((logits[:, j] - logits[:, label]).max() > upper for j, upper in cert.upper.items())
     assert violations == 0
 
 
-def test_flow_certificate_is_sound_against_brute_force_flows():
-    """Tiny 3x3 images, tiny nets: the bound covers every flow on a fine grid of the per-pixel box."""
+def test_flow_certificate_is_sound_on_1000_random_tiny_networks():
+    """3x3 images, 9-4-3 nets, flow boxes up to 1.5 px: the bound covers every sampled flow of the grid.
+
+    10 groups of 100 networks share a flow box, so the warps run batched; per network the certificate
+    is `certify_flow`'s: exact warp intervals, clipped to [0, 1], then `certify_box`.
+    """
     rng = np.random.default_rng(1)
     steps = np.linspace(-1, 1, 5)
     violations = 0
-    for trial in range(25):
-        inputs = keras.Input((3, 3, 1))
-        hidden = keras.layers.Dense(4, activation="relu")(keras.layers.Flatten()(inputs))
-        model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
-        model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
-        x = rng.random((3, 3, 1))
+    for group in range(10):
         rho = rng.uniform(0.1, 1.5)
-        label = int(np.argmax(model(x[None]).numpy()))
-        cert = certify.certify_flow(model, x, label, rho=rho)
-        # every pixel's flow independently on the grid: sample 3000 combinations
-        flows = rng.choice(steps, size=(3000, 3, 3, 2)) * rho
-        logits = model.predict(warp(np.repeat(x[None], 3000, 0).astype(np.float32), flows.astype(np.float32)),
-                               verbose=0)
-        for j, upper in cert.upper.items():
-            violations += int((logits[:, j] - logits[:, label]).max() > upper + 1e-4)
+        images = rng.random((100, 3, 3, 1))
+        low, high = certify.warp_intervals(images, rho)
+        # each pixel's flow independently on the grid: 300 combinations per network
+        flows = rng.choice(steps, size=(100 * 300, 3, 3, 2)) * rho
+        warped = warp(np.repeat(images, 300, 0), flows).numpy().reshape(100, 300, -1)
+        for t in range(100):
+            w, b, v, c = net = _random_net(rng, 9, 4, 3)
+            label = int(rng.integers(3))
+            cert = certify.certify_box(net, np.clip(low[t], 0, 1), np.clip(high[t], 0, 1), label, iterations=10)
+            logits = np.maximum(warped[t] @ w.T + b, 0) @ v.T + c
+            violations += sum(int((logits[:, j] - logits[:, label]).max() > upper) for j, upper in cert.upper.items())
     assert violations == 0
+
+
+def test_relaxation_lower_bound_never_exceeds_the_certificate():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        d, m = rng.integers(2, 8, size=2)
+        w, v, radius = rng.normal(size=(m, d)), rng.normal(size=m), rng.uniform(0, 1, d)
+        assert certify.two_layer.relaxation_lower_bound(certify.pair_block(w, v, radius)) <= certify.pair_bound(
+            w, v, radius)
 
 
 def test_sdp_and_eigenvalue_bounds_agree_and_bound_the_sdp():
     rng = np.random.default_rng(2)
     for _ in range(3):
-        p = certify.pair_matrix(rng.normal(size=(8, 6)), rng.normal(size=8), rng.uniform(0.05, 1, 6))
+        w, v, radius = rng.normal(size=(8, 6)), rng.normal(size=8), rng.uniform(0.05, 1, 6)
+        p = certify.pair_matrix(w, v, radius)
         dual, solver_value = certify.sdp_dual(p)
         sdp = certify.eigen_value_bound(p, dual)
-        eigen = certify.eigen_value_bound(p, certify.optimise_dual(p))
+        eigen = certify.pair_bound(w, v, radius, "eigen")
         assert sdp >= solver_value - 1e-3 * abs(solver_value)  # the recomputed bound is not below the optimum
-        assert sdp <= eigen <= 1.05 * sdp
+        assert sdp * (1 - 1e-4) <= eigen <= 1.05 * sdp
+        assert sdp <= certify.eigen_value_bound(p, certify.optimise_dual(p)) <= 1.05 * sdp
+
+
+def test_pair_bounds_table_certifies_like_certify_box():
+    rng = np.random.default_rng(4)
+    net = _random_net(rng, 6, 5, 3)
+    table = certify.pair_bounds(net, 0.05, iterations=30)
+    x = rng.random((20, 6))
+    w, b, v, c = net
+    logits = np.maximum(x @ w.T + b, 0) @ v.T + c
+    labels = logits.argmax(-1)
+    by_table = certify.certified_by_table(logits, labels, table)
+    by_box = [certify.certify_box(net, xi - 0.05, xi + 0.05, int(li), iterations=30).certified
+              for xi, li in zip(x, labels)]
+    # the same bound up to the optimiser's tolerance: at most a borderline disagreement
+    assert np.mean(by_table == np.array(by_box)) >= 0.9
+    assert by_table.any()
+    assert np.all(np.diag(table) == 0) and np.all(table[~np.eye(3, dtype=bool)] >= 0)
 
 
 def test_no_stadv_success_on_certified_points(trained_dense, mnist_test):
@@ -84,5 +114,12 @@ def test_clear_errors():
         certify.certify_box(net, np.zeros(3), np.ones(3), 0)
     with pytest.raises(ValueError, match="exceed the image"):
         certify.certify_flow(net, np.zeros((4, 4, 1)), 0, rho=50.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        certify.certify_flow(net, np.zeros((4, 4, 1)), 0, budget=-1.0)
+    with pytest.raises(ValueError, match="64x64"):
+        certify.certify_flow(models.two_layer_dense(4, input_shape=(80, 80, 1)), np.zeros((80, 80, 1)), 0,
+                             budget=1.0)
+    with pytest.raises(certify.NotTwoLayerError):
+        defenses.certified(0.1).attach(models.lenet())
     with pytest.raises(certify.SolverError, match="status"):
         certify.sdp_dual(certify.pair_matrix(np.ones((3, 2)), np.ones(3), np.ones(2)), max_iters=1)

@@ -16,7 +16,7 @@ radius drop out exactly. For any vector c,
 
     max_{z in [-1,1]^n} z^T P z <= n * max(lambda_max(P - diag(c)), 0) + sum(max(c, 0)),
 
-which also bounds the SDP relaxation (max <P, Z>, diag(Z) <= 1, Z PSD). This is the number reported:
+(applied at c + lambda_max * 1, where it reads sum(max(c + lambda_max, 0))), which also bounds the SDP relaxation (max <P, Z>, diag(Z) <= 1, Z PSD). This is the number reported:
 computed in float64 from a full eigen-decomposition, plus a safety margin, whatever c an optimiser (or
 SCS's dual) supplied; SCS's own objective is never reported.
 """
@@ -39,8 +39,8 @@ class SolverError(RuntimeError):
     """The SDP solver did not reach an optimal status: no certificate is given."""
 
 
-def two_layer_weights(model: keras.Model):
-    """`(W, b, V, c)` in float64 from a dense-relu-dense Keras model (W: hidden x inputs).
+def dense_layers(model: keras.Model):
+    """The two Dense layers of a dense-relu-dense Keras model (graph-safe: no weights are read).
 
     Raises:
         NotTwoLayerError: any other architecture, saying what was found.
@@ -55,58 +55,184 @@ def two_layer_weights(model: keras.Model):
             f"{model.name!r} has dense layers with activations {activations} and other layers "
             f"{[type(layer).__name__ for layer in others]}. Build it with models.two_layer_dense."
         )
-    kernel1, bias1 = (np.asarray(w, np.float64) for w in dense[0].get_weights())
-    kernel2, bias2 = (np.asarray(w, np.float64) for w in dense[1].get_weights())
+    return dense
+
+
+def two_layer_weights(model: keras.Model):
+    """`(W, b, V, c)` in float64 from a dense-relu-dense Keras model (W: hidden x inputs).
+
+    Raises:
+        NotTwoLayerError: any other architecture, saying what was found.
+    """
+    first, second = dense_layers(model)
+    kernel1, bias1 = (np.asarray(w, np.float64) for w in first.get_weights())
+    kernel2, bias2 = (np.asarray(w, np.float64) for w in second.get_weights())
     return kernel1.T, bias1, kernel2.T, bias2
+
+
+def pair_block(w, v, radius):
+    """B of the bipartite P = [[0, B], [B^T, 0]] for margin direction v (hidden,) and radius (inputs,).
+
+    Rows: the constant, then the hidden units; columns: the inputs with non-zero radius (the others
+    drop out exactly). B = [1^T diag(v) W'; diag(v) W'] with W' = W diag(radius).
+    """
+    active = radius > 0
+    vw = v[:, None] * (w[:, active] * radius[active])   # diag(v) W'
+    return np.vstack([vw.sum(axis=0, keepdims=True), vw])  # the constant row couples to the INPUT block
 
 
 def pair_matrix(w, v, radius):
     """P for margin direction v (hidden,) and per-input radius (inputs,); zero-radius inputs dropped."""
-    active = radius > 0
-    scaled = w[:, active] * radius[active]           # W' = W diag(r), active columns
-    vw = v[:, None] * scaled                          # diag(v) W'
-    m, d = vw.shape
-    n = 1 + m + d
-    p = np.zeros((n, n))
-    p[0, 1 + m:] = vw.sum(axis=0)                     # 1^T diag(v) W'  (constant row -> input block)
-    p[1:1 + m, 1 + m:] = vw
-    p[1 + m:, :] = p[:, 1 + m:].T
+    block = pair_block(w, v, radius)
+    rows, cols = block.shape
+    p = np.zeros((rows + cols, rows + cols))
+    p[:rows, rows:] = block
+    p[rows:, :rows] = block.T
     return p
 
 
+def relaxation_lower_bound(block, rounds: int = 10) -> float:
+    """A value the relaxation reaches: 2 x^T B y at sign vectors x, y (alternating maximisation).
+
+    z = (x, y) in {-1, 1}^n is feasible for max z^T P z, so every upper bound of it (eigenvalue dual,
+    SDP) is at least this: when the margin plus a quarter of it is >= 0, no bound of this family can
+    certify, and the optimisation can be skipped.
+    """
+    if block.shape[1] == 0:
+        return 0.0
+    y = np.where(block[np.argmax(np.abs(block).sum(1))] >= 0, 1.0, -1.0)
+    for _ in range(rounds):
+        x = np.where(block @ y >= 0, 1.0, -1.0)
+        y = np.where(block.T @ x >= 0, 1.0, -1.0)
+    return float(2 * x @ block @ y)
+
+
+def pair_bound(w, v, radius, method: str = "eigen", iterations: int = 50, start=None) -> float:
+    """Sound upper bound of max z^T P z over z in [-1, 1]^n; the margin can grow by a quarter of it.
+
+    Args:
+        w: first-layer weights `(hidden, inputs)`.
+        v: margin direction over the hidden units, V_j - V_label.
+        radius: per-input radius of the box.
+        method: `"eigen"` (bipartite dual optimised by L-BFGS, checked in float64) or `"sdp"` (cvxpy + SCS,
+            its dual re-checked by `eigen_value_bound`; raises `SolverError` if SCS did not converge).
+        iterations: L-BFGS iterations for `"eigen"`.
+        start: optional `(c1, c2)` starting duals for `"eigen"`.
+    """
+    block = pair_block(w, v, np.asarray(radius, np.float64))
+    if block.shape[1] == 0 or not np.any(block):
+        return 0.0
+    if method == "eigen":
+        return bipartite_bound(block, *optimise_bipartite(block, iterations, start))
+    if method == "sdp":
+        p = pair_matrix(w, v, np.asarray(radius, np.float64))
+        return eigen_value_bound(p, sdp_dual(p)[0])
+    raise ValueError(f"method must be 'eigen' or 'sdp', got {method!r}.")
+
+
 def eigen_value_bound(p, c):
-    """n * max(lambda_max(P - diag(c)), 0) + sum(max(c, 0)), in float64 with a safety margin."""
+    """The bound at c shifted by lambda = lambda_max(P - diag(c)): sum(max(c + lambda, 0)), in float64.
+
+    Shifting c by lambda makes the top eigenvalue 0, and the result is never above the unshifted
+    n * max(lambda, 0) + sum(max(c, 0)) (the optimisers move c along the all-ones direction freely).
+    A safety margin covers float64 rounding of the eigenvalue.
+    """
     n = p.shape[0]
+    c = np.asarray(c, np.float64)
     top = float(np.linalg.eigvalsh(p - np.diag(c))[-1])
-    bound = n * max(top, 0.0) + float(np.maximum(c, 0).sum())
+    bound = float(np.maximum(c + top, 0).sum())
     return bound + SAFETY * (1.0 + abs(bound) + n * np.abs(p).max())
 
 
-def optimise_dual(p, iterations: int = 50):
-    """A good c for `eigen_value_bound` (L-BFGS-B from the Gershgorin point, where the bound is sum |P|).
+def bipartite_bound(b, c1, c2):
+    """Sound bound from positive duals (c1, c2) of the bipartite P = [[0, B], [B^T, 0]], in float64.
 
-    The gradient of lambda_max is the outer product of its top eigenvector, so each step needs only the
-    top eigenpair; whatever c comes out, `eigen_value_bound` re-checks it with a full decomposition.
+    With sigma = ||D1^-1/2 B D2^-1/2||_2, the vector c = (alpha c1, beta c2) with alpha * beta = sigma^2
+    satisfies diag(c) >= P, so max_{z in box} z^T P z <= sum(c); the best split gives
+    2 * sigma * sqrt(sum(c1) * sum(c2)). sigma^2 is the top eigenvalue of the smaller Gram matrix
+    (a full float64 decomposition), widened by a safety margin.
+    """
+    c1, c2 = np.asarray(c1, np.float64), np.asarray(c2, np.float64)
+    if np.any(c1 <= 0) or np.any(c2 <= 0) or not (np.all(np.isfinite(c1)) and np.all(np.isfinite(c2))):
+        raise ValueError("bipartite_bound needs finite, strictly positive duals.")
+    scaled = b / np.sqrt(c1)[:, None] / np.sqrt(c2)[None]
+    gram = scaled @ scaled.T if scaled.shape[0] <= scaled.shape[1] else scaled.T @ scaled
+    top = max(float(np.linalg.eigvalsh(gram)[-1]), 0.0)
+    top += SAFETY * (1.0 + top + gram.shape[0] * np.abs(gram).max())
+    return 2.0 * np.sqrt(top) * np.sqrt(c1.sum() * c2.sum())
+
+
+def _top_singular(scaled):
+    """Top singular value and unit vectors of a dense matrix, from the smaller Gram matrix."""
+    import scipy.linalg
+
+    if scaled.shape[0] <= scaled.shape[1]:
+        k = scaled.shape[0]
+        values, vectors = scipy.linalg.eigh(scaled @ scaled.T, subset_by_index=[k - 1, k - 1])
+        x = vectors[:, -1]
+        y = scaled.T @ x
+    else:
+        k = scaled.shape[1]
+        values, vectors = scipy.linalg.eigh(scaled.T @ scaled, subset_by_index=[k - 1, k - 1])
+        y = vectors[:, -1]
+        x = scaled @ y
+    sigma = float(np.sqrt(max(values[-1], 0.0)))
+    x, y = x / (np.linalg.norm(x) + 1e-300), y / (np.linalg.norm(y) + 1e-300)
+    return sigma, x, y
+
+
+def optimise_bipartite(b, iterations: int = 50, start=None):
+    """Positive duals (c1, c2) for `bipartite_bound`, by L-BFGS-B on log(bound) over log c.
+
+    d log(bound) / d log c1_i = c1_i / (2 sum c1) - x_i^2 / 2 (x, y the top singular vectors of
+    D1^-1/2 B D2^-1/2), and likewise for c2; the optimum balances the duals with the squared singular
+    vectors. Starts from the row and column sums of |B| (or `start`, e.g. duals learnt in training).
+    Zero rows and columns of B get a tiny dual and drop out.
+    """
+    rows, cols = b.shape
+    if start is None:
+        start = (np.abs(b).sum(1), np.abs(b).sum(0))
+    c1, c2 = (np.asarray(c, np.float64) for c in start)
+    floor = 1e-9 * max(float(np.max(c1)), float(np.max(c2)), 1e-300)
+    theta0 = np.log(np.maximum(np.concatenate([c1, c2]), floor))
+
+    def objective(theta):
+        c = np.exp(theta)
+        a1, a2 = c[:rows], c[rows:]
+        sigma, x, y = _top_singular(b / np.sqrt(a1)[:, None] / np.sqrt(a2)[None])
+        s1, s2 = a1.sum(), a2.sum()
+        value = np.log(2 * sigma + 1e-300) + 0.5 * np.log(s1) + 0.5 * np.log(s2)
+        grad = np.concatenate([a1 / (2 * s1) - x * x / 2, a2 / (2 * s2) - y * y / 2])
+        return value, grad
+
+    result = scipy.optimize.minimize(objective, theta0, jac=True, method="L-BFGS-B",
+                                     options={"maxiter": iterations})
+    best = result.x if result.fun < objective(theta0)[0] else theta0
+    c = np.exp(best)
+    return c[:rows], c[rows:]
+
+
+def optimise_dual(p, iterations: int = 50):
+    """A diagonal dual c for `eigen_value_bound` of any P (L-BFGS-B from the Gershgorin point).
+
+    For the certificate's bipartite P, `optimise_bipartite` is faster and tighter; this general form
+    serves other matrices and tests.
     """
     import scipy.linalg
 
     n = p.shape[0]
     start = np.abs(p).sum(axis=1)
 
-    def top_pair(matrix):
-        values, vectors = scipy.linalg.eigh(matrix, subset_by_index=[n - 1, n - 1])
-        return values[-1], vectors[:, -1]
-
     def objective(c):
-        top, u = top_pair(p - np.diag(c))
+        values, vectors = scipy.linalg.eigh(p - np.diag(c), subset_by_index=[n - 1, n - 1])
+        top, u = values[-1], vectors[:, -1]
         value = n * max(top, 0.0) + np.maximum(c, 0).sum()
         grad = (c > 0).astype(float) - (n * u * u if top > 0 else 0.0)
         return value, grad
 
     result = scipy.optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
                                      options={"maxiter": iterations})
-    best = result.x if result.fun < objective(start)[0] else start
-    return best
+    return result.x if result.fun < objective(start)[0] else start
 
 
 def sdp_dual(p, eps: float = 1e-7, max_iters: int = 100_000):
@@ -137,7 +263,14 @@ class Certificate:
     method: str
 
 
-def certify_box(model_or_weights, low, high, label: int, method: str = "eigen") -> Certificate:
+def _weights(model_or_weights):
+    if isinstance(model_or_weights, keras.Model):
+        return two_layer_weights(model_or_weights)
+    return tuple(np.asarray(t, np.float64) for t in model_or_weights)
+
+
+def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", iterations: int = 50,
+                stop_at_failure: bool = False) -> Certificate:
     """Certifies that no input in [low, high] (flattened like the model's input) changes the class `label`.
 
     Args:
@@ -146,39 +279,88 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen") 
         high: upper bounds per input.
         label: the class to keep.
         method: `"eigen"` (optimised eigenvalue bound, fast) or `"sdp"` (cvxpy + SCS, its dual re-checked).
+        iterations: optimiser iterations per class pair (`"eigen"`).
+        stop_at_failure: stop at the first class that cannot be certified (it and the classes not
+            reached get `inf`): its bound is >= 0, or a point of the relaxation already exceeds the
+            margin (`relaxation_lower_bound`). Pairs whose bound at the starting duals certifies skip
+            the optimisation.
 
     Returns:
         A `Certificate`.
     """
-    w, b, v_all, c_all = (two_layer_weights(model_or_weights) if isinstance(model_or_weights, keras.Model)
-                          else model_or_weights)
+    w, b, v_all, c_all = _weights(model_or_weights)
     low = np.asarray(low, np.float64).reshape(-1)
     high = np.asarray(high, np.float64).reshape(-1)
     if low.shape != high.shape or low.size != w.shape[1]:
         raise ValueError(f"Bounds of size {low.size} do not fit a network with {w.shape[1]} inputs.")
-    if np.any(high < low):
-        raise ValueError("Every upper bound must be >= its lower bound.")
+    if np.any(high < low) or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError("Bounds must be finite and every upper bound >= its lower bound.")
+    if method not in ("eigen", "sdp"):
+        raise ValueError(f"method must be 'eigen' or 'sdp', got {method!r}.")
     centre, radius = (low + high) / 2, (high - low) / 2
     hidden = np.maximum(w @ centre + b, 0)
-    upper = {}
-    for j in range(v_all.shape[0]):
-        if j == label:
-            continue
+    margins = v_all @ hidden + c_all - (v_all[label] @ hidden + c_all[label])
+    margins = margins + SAFETY * (1.0 + np.abs(v_all) @ hidden + np.abs(c_all))  # float64 rounding
+    upper = {j: np.inf for j in range(v_all.shape[0]) if j != label}
+    for j in sorted(upper, key=lambda k: -margins[k]):  # the closest class first: it fails first
         v = v_all[j] - v_all[label]
-        base = float(v @ hidden + c_all[j] - c_all[label])
-        p = pair_matrix(w, v, radius)
-        if method == "eigen":
-            dual = optimise_dual(p)
-        elif method == "sdp":
-            dual, _ = sdp_dual(p)
-        else:
-            raise ValueError(f"method must be 'eigen' or 'sdp', got {method!r}.")
-        upper[j] = base + 0.25 * eigen_value_bound(p, dual)
+        if stop_at_failure:
+            if margins[j] + 0.25 * relaxation_lower_bound(pair_block(w, v, radius)) >= 0:
+                break  # no bound of this family certifies this pair: upper stays inf
+            if method == "eigen":
+                quick = margins[j] + 0.25 * pair_bound(w, v, radius, method, iterations=0)
+                if quick < 0:
+                    upper[j] = quick
+                    continue
+        upper[j] = margins[j] + 0.25 * pair_bound(w, v, radius, method, iterations)
+        if stop_at_failure and upper[j] >= 0:
+            break
+    upper = {j: float(u) for j, u in sorted(upper.items())}
     return Certificate(int(label), upper, all(u < 0 for u in upper.values()), method)
 
 
-def certify_flow(model: keras.Model, x, label: int, budget: float | None = None, rho=None,
-                 method: str = "eigen") -> Certificate:
+def pair_bounds(model_or_weights, radius, method: str = "eigen", iterations: int = 50, progress: bool = False,
+                starts=None):
+    """Bounds for every ordered class pair over one input box radius (the Linf case: no dependence on x).
+
+    Args:
+        model_or_weights: a dense-relu-dense Keras model or its `(W, b, V, c)`.
+        radius: per-input radius (or one number); inputs with zero radius drop out.
+        method: `"eigen"` or `"sdp"` (see `pair_bound`).
+        iterations: optimiser iterations per pair.
+        progress: show a progress bar.
+        starts: optional starting duals `(c1, c2)` per pair, in `relaxation.class_pairs` order (c2 over all
+            inputs), e.g. `CertifiedTraining.learned_duals()`: a warm start.
+
+    Returns:
+        `(k, k)` array B with B[y, j] bounding max z^T P z for label y and class j (0 on the diagonal):
+        x is certified when f_j(x) - f_y(x) + B[y, j] / 4 < 0 for every j != y.
+    """
+    from tqdm.auto import tqdm
+
+    w, _, v_all, _ = _weights(model_or_weights)
+    radius = np.broadcast_to(np.asarray(radius, np.float64), (w.shape[1],))
+    k = v_all.shape[0]
+    table = np.zeros((k, k))
+    pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
+    active = radius > 0
+    for n, (i, j) in enumerate(tqdm(pairs, disable=not progress, desc="pair bounds")):
+        start = None if starts is None else (starts[0][n], starts[1][n][active])
+        table[i, j] = pair_bound(w, v_all[j] - v_all[i], radius, method, iterations, start)
+    return table
+
+
+def certified_by_table(logits, labels, table):
+    """Boolean per sample: correct and f_j - f_y + B[y, j] / 4 < 0 for every j != y (see `pair_bounds`)."""
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    rows = np.arange(len(labels))
+    worst = logits - logits[rows, labels][:, None] + 0.25 * table[labels]
+    worst[rows, labels] = -np.inf
+    return (worst.max(-1) < 0) & (logits.argmax(-1) == labels)
+
+
+def certify_flow(model_or_weights, x, label: int, budget: float | None = None, rho=None,
+                 method: str = "eigen", iterations: int = 50, stop_at_failure: bool = False) -> Certificate:
     """Certifies one image against every flow of the threat set.
 
     Threat set: per-pixel flows with |du_i|, |dv_i| <= rho_i; with `budget`, rho_i comes from the
@@ -186,12 +368,18 @@ def certify_flow(model: keras.Model, x, label: int, budget: float | None = None,
     whose stAdv flow loss is <= budget. Exact warp intervals turn the flows into a pixel box.
 
     Args:
-        model: dense-relu-dense Keras model.
+        model_or_weights: dense-relu-dense Keras model or its `(W, b, V, c)`.
         x: one image `(h, w, c)` in [0, 1].
         label: its class.
         budget: flow-loss budget (ellipsoid), or
         rho: a per-pixel box (number or `(h, w)` array) instead.
         method: `"eigen"` or `"sdp"`.
+        iterations: optimiser iterations per class pair.
+        stop_at_failure: see `certify_box`.
+
+    Raises:
+        ValueError: not one image, both or neither of budget and rho, a negative budget, an image too
+            large for the ellipsoid box (`flow.ellipsoid_box`), or flows wider than the image.
     """
     from keras_attdef.certify.intervals import warp_intervals
     from keras_attdef.flow import ellipsoid_box
@@ -204,16 +392,35 @@ def certify_flow(model: keras.Model, x, label: int, budget: float | None = None,
     if rho is None:
         rho = ellipsoid_box(x.shape[0], x.shape[1], budget)
     low, high = warp_intervals(x[None], rho)
-    return certify_box(model, np.clip(low, 0, 1), np.clip(high, 0, 1), label, method)
+    return certify_box(model_or_weights, np.clip(low, 0, 1), np.clip(high, 0, 1), label, method, iterations,
+                       stop_at_failure)
+
+
+def certify_images(model: keras.Model, x, y, budget: float | None = None, rho=None, method: str = "eigen",
+                   iterations: int = 50, progress: bool = True) -> np.ndarray:
+    """Per image: correctly classified and certified (`certify_flow`, stopping at the first failing class).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_attdef import certify, models
+    >>> net = models.two_layer_dense(8, input_shape=(5, 5, 1))
+    >>> certify.certify_images(net, np.zeros((2, 5, 5, 1)), [0, 1], budget=0.1, progress=False).shape
+    (2,)
+    """
+    from tqdm.auto import tqdm
+
+    weights = two_layer_weights(model)
+    predictions = np.argmax(model.predict(np.asarray(x, np.float32), verbose=0), -1)
+    certified = np.zeros(len(x), bool)
+    for i in tqdm(range(len(x)), disable=not progress, desc="certify", unit="image"):
+        if predictions[i] == int(y[i]):
+            certified[i] = certify_flow(weights, x[i], int(y[i]), budget, rho, method, iterations,
+                                        stop_at_failure=True).certified
+    return certified
 
 
 def certified_accuracy(model: keras.Model, x, y, budget: float | None = None, rho=None, method: str = "eigen",
                        progress: bool = True) -> float:
-    """Share of images that are correctly classified and certified (see `certify_flow`)."""
-    from tqdm.auto import tqdm
-
-    predictions = np.argmax(model.predict(np.asarray(x, np.float32), verbose=0), -1)
-    certified = []
-    for image, label, pred in tqdm(zip(x, y, predictions), total=len(x), disable=not progress, desc="certify"):
-        certified.append(pred == label and certify_flow(model, image, int(label), budget, rho, method).certified)
-    return float(np.mean(certified))
+    """Share of images that are correctly classified and certified (see `certify_images`)."""
+    return float(np.mean(certify_images(model, x, y, budget, rho, method, progress=progress)))

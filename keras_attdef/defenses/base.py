@@ -90,9 +90,13 @@ class Defense:
         step = tf.cast(iterations, tf.float32) + 1.0
         return tf.minimum(1.0, step / float(self.warmup_steps))
 
+    def attach(self, model) -> None:
+        """Called once by `RobustModel` with the model it trains (to size state kept by the defence)."""
+
     @property
     def auxiliary_models(self) -> list:
-        """Models the defence holds besides the trained one (a teacher); their weights are saved."""
+        """Models or layers the defence holds besides the trained model (a teacher, trained duals); their
+        weights are saved with it and, if trainable, trained with it."""
         return []
 
     # -- serialisation ----------------------------------------------------------------------------

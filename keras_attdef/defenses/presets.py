@@ -135,8 +135,23 @@ def atat(teacher, layer: str | None = None, lambda1: float = 1.0, lambda2: float
                              warmup_steps, layer)
 
 
+def certified(radius=0.1, weight: float = 1.0, warmup_steps: int = 0, power_iterations: int = 2) -> Defense:
+    """Certified training of a dense-relu-dense net (Raghunathan et al., 2018); logs `certified_loss`.
+
+    Args:
+        radius: input box radius: Linf eps, or per input (see `defenses.flow_training_radius`).
+        weight: weight of the cross-entropy on worst-case (certificate-bounded) logits.
+        warmup_steps: optimizer steps over which the radius ramps up.
+        power_iterations: power-iteration steps per training step.
+    """
+    from keras_attdef.defenses.certified_training import CertifiedTraining
+
+    return CertifiedTraining(radius, {"certified": weight}, warmup_steps, power_iterations)
+
+
 PRESETS = {"plain": plain, "madry": madry, "fast": fast, "alp": alp, "trades": trades, "aad": aad,
-           "at_alp": at_alp, "atat": atat}
+           "at_alp": at_alp, "atat": atat,
+           "certified": certified}
 
 
 def get(name, **kwargs) -> Defense:
