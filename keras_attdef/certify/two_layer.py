@@ -16,9 +16,11 @@ radius drop out exactly. For any vector c,
 
     max_{z in [-1,1]^n} z^T P z <= n * max(lambda_max(P - diag(c)), 0) + sum(max(c, 0)),
 
-(applied at c + lambda_max * 1, where it reads sum(max(c + lambda_max, 0))), which also bounds the SDP relaxation (max <P, Z>, diag(Z) <= 1, Z PSD). This is the number reported:
-computed in float64 from a full eigen-decomposition, plus a safety margin, whatever c an optimiser (or
-SCS's dual) supplied; SCS's own objective is never reported.
+which also bounds the SDP relaxation (max <P, Z>, diag(Z) <= 1, Z PSD); `eigen_value_bound` applies it at
+c + lambda_max * 1. P is bipartite, P = [[0, B], [B^T, 0]], so with c = (c1, c2) > 0 the best scaling
+gives 2 * ||D1^-1/2 B D2^-1/2||_2 * sqrt(sum c1 * sum c2) (`bipartite_bound`), which `optimise_bipartite`
+minimises. Either number is computed in float64 from a full eigen-decomposition plus a safety margin,
+whatever duals an optimiser, training or SCS supplied; SCS's own objective is never reported.
 """
 from __future__ import annotations
 
