@@ -1,5 +1,8 @@
 """Certified training: the TF relaxation against the float64 bound, and the defence in RobustModel."""
+import json
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras
@@ -79,10 +82,29 @@ def test_certified_training_beats_plain_on_the_certificate(mnist_train, mnist_te
     assert certified["certified"] > certified["plain"] + 0.1, certified
 
 
-def test_certified_training_under_xla():
+@pytest.mark.parametrize("mode", ["xla", "mirrored"])
+def test_certified_training_under_xla_and_mirrored(mode):
     rng = np.random.default_rng(2)
     x, y = rng.random((64, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 64)
-    robust = RobustModel(models.two_layer_dense(16), defenses.certified(0.05), eval_attack=None)
-    robust.compile(optimizer="adam", jit_compile=True)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored" else None
+    with (strategy or tf.distribute.get_strategy()).scope():
+        robust = RobustModel(models.two_layer_dense(16), defenses.certified(0.05), eval_attack=None)
+        robust.compile(optimizer="adam", jit_compile=mode == "xla")
     logs = robust.fit(x, y, batch_size=32, epochs=1, verbose=0).history
-    assert np.isfinite(logs["certified_loss"][0])
+    assert np.isfinite(logs["certified_loss"][0]) and np.isfinite(logs["loss"][0])
+
+
+def test_cli_certify_runs_resumes_and_never_fools_certified_points(tmp_path, capsys):
+    from keras_attdef import cli
+
+    args = ["certify", "--hidden", "8", "--epochs", "1", "--budgets", "0.1,100", "--certify-size", "4",
+            "--attack-size", "6", "--stadv-steps", "10", "--out", str(tmp_path)]
+    cli.main(args)
+    first = capsys.readouterr().out
+    assert "| certified 784-8-10 |" in first and "must be 0" in first
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert all(not any(m) for m in (results["plain/certified@100"]["mask"], results["certified/certified@100"]["mask"]))
+    assert results["plain/stadv@0.1"]["fooled_certified"] == 0 == results["certified/stadv@0.1"]["fooled_certified"]
+    cli.main(args)  # every stage is reused
+    second = capsys.readouterr().out
+    assert "[resume]" in second and first.splitlines()[-4:] == second.splitlines()[-4:]

@@ -24,6 +24,7 @@ whatever duals an optimiser, training or SCS supplied; SCS's own objective is ne
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 
 import keras
@@ -322,7 +323,7 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", 
 
 
 def pair_bounds(model_or_weights, radius, method: str = "eigen", iterations: int = 50, progress: bool = False,
-                starts=None):
+                starts=None, workers: int = 2):
     """Bounds for every ordered class pair over one input box radius (the Linf case: no dependence on x).
 
     Args:
@@ -332,7 +333,8 @@ def pair_bounds(model_or_weights, radius, method: str = "eigen", iterations: int
         iterations: optimiser iterations per pair.
         progress: show a progress bar.
         starts: optional starting duals `(c1, c2)` per pair, in `relaxation.class_pairs` order (c2 over all
-            inputs), e.g. `CertifiedTraining.learned_duals()`: a warm start.
+            inputs), e.g. `CertifiedTraining.duals.numpy_duals()`: a warm start.
+        workers: pairs bounded in parallel threads.
 
     Returns:
         `(k, k)` array B with B[y, j] bounding max z^T P z for label y and class j (0 on the diagonal):
@@ -346,9 +348,18 @@ def pair_bounds(model_or_weights, radius, method: str = "eigen", iterations: int
     table = np.zeros((k, k))
     pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
     active = radius > 0
-    for n, (i, j) in enumerate(tqdm(pairs, disable=not progress, desc="pair bounds")):
+
+    def bound(n):
+        i, j = pairs[n]
         start = None if starts is None else (starts[0][n], starts[1][n][active])
-        table[i, j] = pair_bound(w, v_all[j] - v_all[i], radius, method, iterations, start)
+        return pair_bound(w, v_all[j] - v_all[i], radius, method, iterations, start)
+
+    # LAPACK and BLAS release the GIL: threads keep both cores busy on the many small decompositions
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+        values = list(tqdm(pool.map(bound, range(len(pairs))), total=len(pairs), disable=not progress,
+                           desc="pair bounds"))
+    for (i, j), value in zip(pairs, values):
+        table[i, j] = value
     return table
 
 

@@ -35,8 +35,11 @@ class PairDuals(keras.layers.Layer):
         super().__init__(**kwargs)
         self.log_c1 = self.add_weight(shape=(num_pairs, rows), initializer="zeros", name="log_c1")
         self.log_c2 = self.add_weight(shape=(num_pairs, cols), initializer="zeros", name="log_c2")
+        # Under a distribution strategy every replica computes the same vectors (they depend on the
+        # weights only); the first replica's copy is kept.
         self.vectors = self.add_weight(shape=(num_pairs, cols), name="singular_vectors", trainable=False,
-                                       initializer=keras.initializers.RandomNormal(seed=0))
+                                       initializer=keras.initializers.RandomNormal(seed=0),
+                                       aggregation="only_first_replica")
 
     def duals(self):
         return tf.exp(_LOG_SCALE * self.log_c1), tf.exp(_LOG_SCALE * self.log_c2)
