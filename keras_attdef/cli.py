@@ -164,9 +164,12 @@ def certify(args) -> dict:
         net = keras.models.load_model(Path(out) / "certified.keras").base_model
         rows = experiment.sdp_comparison(net, x, y, args.sdp_budget, args.sdp_images, Path(out) / "sdp.json")
         ratios = np.array([row["ratio"] for row in rows])
-        print(f"eigenvalue bound / SDP optimum over {len(rows)} images (budget {args.sdp_budget:g}): max "
-              f"{ratios.max():.4f}, mean {ratios.mean():.4f}; SCS took {np.mean([r['sdp_seconds'] for r in rows]):.1f} "
-              f"s per SDP (n = {int(np.mean([r['n'] for r in rows]))} on average)")
+        to_objective = np.array([row["ratio_to_objective"] for row in rows])
+        print(f"eigenvalue bound / SDP bound re-checked from SCS's dual over {len(rows)} images (budget "
+              f"{args.sdp_budget:g}): max {ratios.max():.4f}, mean {ratios.mean():.4f}; / SCS objective: max "
+              f"{to_objective.max():.4f}, mean {to_objective.mean():.4f}; SCS took "
+              f"{np.mean([r['sdp_seconds'] for r in rows]):.1f} s per SDP (n = {int(np.mean([r['n'] for r in rows]))}"
+              f" on average)")
         result["sdp"] = rows
     return result
 

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.optimize
 
 SAFETY = 1e-7  # relative margin added to every eigenvalue bound for float64 rounding
+TINY_RADIUS = 1e-5  # inputs with a smaller radius are bounded by a Lipschitz term instead of the SDP
 
 
 class NotTwoLayerError(ValueError):
@@ -304,6 +305,13 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", 
     hidden = np.maximum(w @ centre + b, 0)
     margins = v_all @ hidden + c_all - (v_all[label] @ hidden + c_all[label])
     margins = margins + SAFETY * (1.0 + np.abs(v_all) @ hidden + np.abs(c_all))  # float64 rounding
+    # Inputs whose radius is only the rounding margin (e.g. background pixels no flow can change) leave
+    # the SDP; the relu is 1-Lipschitz, so they move margin j by at most sum_k r_k |V_j - V_label| |W_:k|.
+    tiny = radius <= TINY_RADIUS
+    if np.any(tiny):
+        spread = np.abs(v_all - v_all[label]) @ (np.abs(w[:, tiny]) @ radius[tiny])
+        margins = margins + spread
+        radius = np.where(tiny, 0.0, radius)
     upper = {j: np.inf for j in range(v_all.shape[0]) if j != label}
     for j in sorted(upper, key=lambda k: -margins[k]):  # the closest class first: it fails first
         v = v_all[j] - v_all[label]
