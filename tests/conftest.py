@@ -56,3 +56,14 @@ def trained_dense(mnist_train):
     net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     net.fit(*mnist_train, epochs=2, verbose=0)
     return net
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the 2 logical CPUs for the whole session.
+
+    Every new strategy numbers its collective all-reduces from the same start, and the runtime matches
+    them by that number: two strategies in one process can pair up all-reduces of different models
+    ("Shape mismatch in the collective instance"). Sharing one strategy keeps the numbers unique.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -22,9 +22,9 @@ def _defense(name, teacher):
 
 @pytest.mark.parametrize("mode", ["xla", "mirrored"])
 @pytest.mark.parametrize("name", sorted(TERMS))
-def test_attention_presets_train_with_xla_and_mirrored(name, mode, trained_lenet, mnist_train):
+def test_attention_presets_train_with_xla_and_mirrored(name, mode, trained_lenet, mnist_train, mirrored_strategy):
     x, y = mnist_train[0][:128], mnist_train[1][:128]
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored" else None
+    strategy = mirrored_strategy if mode == "mirrored" else None
     with (strategy or tf.distribute.get_strategy()).scope():
         robust = RobustModel(models.lenet(), defense=_defense(name, trained_lenet))
         robust.compile(optimizer="adam", metrics=["accuracy"], jit_compile=mode == "xla")

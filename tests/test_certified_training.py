@@ -83,10 +83,10 @@ def test_certified_training_beats_plain_on_the_certificate(mnist_train, mnist_te
 
 
 @pytest.mark.parametrize("mode", ["xla", "mirrored"])
-def test_certified_training_under_xla_and_mirrored(mode):
+def test_certified_training_under_xla_and_mirrored(mode, mirrored_strategy):
     rng = np.random.default_rng(2)
     x, y = rng.random((64, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 64)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored" else None
+    strategy = mirrored_strategy if mode == "mirrored" else None
     with (strategy or tf.distribute.get_strategy()).scope():
         robust = RobustModel(models.two_layer_dense(16), defenses.certified(0.05), eval_attack=None)
         robust.compile(optimizer="adam", jit_compile=mode == "xla")

@@ -70,10 +70,10 @@ def _one_step_logs(defense, weights, data, jit, strategy=None):
     LogitPairing(AttackSpec("pgd", eps=0.3, step_size=0.1, steps=3, random_start=False), {"pair": 0.5}),
     Trades(AttackSpec("pgd", eps=0.3, step_size=0.1, steps=3), {"kl": 6.0}),
 ], ids=["madry", "alp", "trades"])
-def test_same_step_same_loss_plain_xla_and_mirrored(defense, mnist_train):
+def test_same_step_same_loss_plain_xla_and_mirrored(defense, mnist_train, mirrored_strategy):
     data = (mnist_train[0][:64], mnist_train[1][:64])
     weights = models.lenet(dropout=0).get_weights()
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = mirrored_strategy
     runs = {}
     for label, jit, strategy in [("plain", False, None), ("xla", True, None), ("mirrored", False, mirrored),
                                  ("mirrored+xla", True, mirrored)]:
