@@ -166,20 +166,30 @@ def bipartite_bound(b, c1, c2):
     return 2.0 * np.sqrt(top) * np.sqrt(c1.sum() * c2.sum())
 
 
-def _top_singular(scaled):
-    """Top singular value and unit vectors of a dense matrix, from the smaller Gram matrix."""
-    import scipy.linalg
+def _top_singular(scaled, guess=None):
+    """Top singular value and unit vectors of a dense matrix, from the smaller Gram matrix.
 
-    if scaled.shape[0] <= scaled.shape[1]:
-        k = scaled.shape[0]
-        values, vectors = scipy.linalg.eigh(scaled @ scaled.T, subset_by_index=[k - 1, k - 1])
-        x = vectors[:, -1]
-        y = scaled.T @ x
-    else:
-        k = scaled.shape[1]
-        values, vectors = scipy.linalg.eigh(scaled.T @ scaled, subset_by_index=[k - 1, k - 1])
-        y = vectors[:, -1]
-        x = scaled @ y
+    Lanczos (ARPACK) for the top eigenpair of the Gram matrix, started from `guess` (the previous
+    singular vector of the optimiser, which changes little between L-BFGS steps): ~10x cheaper than a
+    dense decomposition at 500x500. Falls back to the dense `eigh` when ARPACK does not converge. Only
+    the optimiser uses it; the reported bound is re-checked by `bipartite_bound` with a full `eigvalsh`.
+    """
+    import scipy.linalg
+    import scipy.sparse.linalg
+
+    rows_first = scaled.shape[0] <= scaled.shape[1]
+    gram = scaled @ scaled.T if rows_first else scaled.T @ scaled
+    k = gram.shape[0]
+    try:
+        if k < 3:  # ARPACK needs k < n
+            raise scipy.sparse.linalg.ArpackNoConvergence("too small", None, None)
+        v0 = guess if guess is not None and guess.shape == (k,) and np.any(guess) else None
+        values, vectors = scipy.sparse.linalg.eigsh(gram, k=1, which="LA", tol=1e-10, v0=v0)
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        values, vectors = scipy.linalg.eigh(gram, subset_by_index=[k - 1, k - 1])
+    first = vectors[:, -1]
+    second = scaled.T @ first if rows_first else scaled @ first
+    x, y = (first, second) if rows_first else (second, first)
     sigma = float(np.sqrt(max(values[-1], 0.0)))
     x, y = x / (np.linalg.norm(x) + 1e-300), y / (np.linalg.norm(y) + 1e-300)
     return sigma, x, y
@@ -203,10 +213,13 @@ def optimise_bipartite(b, iterations: int = 50, start=None):
         c = np.exp(theta0)
         return c[:rows], c[rows:]
 
+    guess = {}
+
     def objective(theta):
         c = np.exp(theta)
         a1, a2 = c[:rows], c[rows:]
-        sigma, x, y = _top_singular(b / np.sqrt(a1)[:, None] / np.sqrt(a2)[None])
+        sigma, x, y = _top_singular(b / np.sqrt(a1)[:, None] / np.sqrt(a2)[None], guess.get("vector"))
+        guess["vector"] = x if rows <= cols else y
         s1, s2 = a1.sum(), a2.sum()
         value = np.log(2 * sigma + 1e-300) + 0.5 * np.log(s1) + 0.5 * np.log(s2)
         grad = np.concatenate([a1 / (2 * s1) - x * x / 2, a2 / (2 * s2) - y * y / 2])
