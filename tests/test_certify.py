@@ -68,10 +68,20 @@ def test_sdp_and_eigenvalue_bounds_agree_and_bound_the_sdp():
     for _ in range(3):
         w, v, radius = rng.normal(size=(8, 6)), rng.normal(size=8), rng.uniform(0.05, 1, 6)
         p = certify.pair_matrix(w, v, radius)
-        dual, solver_value = certify.sdp_dual(p)
+        dual, solver_value, primal = certify.sdp_dual(p)
         sdp = certify.eigen_value_bound(p, dual)
+        lower = certify.sdp_lower_bound(p, primal, rows=9)  # pair_matrix's first block: 1 + 8 hidden
+        assert lower >= certify.sdp_lower_bound(p, primal) - 1e-9  # block ascent never loses value
         eigen = certify.pair_bound(w, v, radius, "eigen")
         assert sdp >= solver_value - 1e-3 * abs(solver_value)  # the recomputed bound is not below the optimum
+        # the feasible primal brackets the optimum from below, and tightly at a tight solver tolerance
+        assert lower <= sdp and lower <= eigen and lower >= (1 - 1e-3) * solver_value
+        # a crude primal (a sign vector's outer product) is feasible, so also a lower bound
+        signs = np.sign(rng.normal(size=p.shape[0]))
+        assert certify.sdp_lower_bound(p, 3.0 * np.outer(signs, signs)) == pytest.approx(signs @ p @ signs)
+        # and block ascent from a random rank-5 start reaches the optimum (within SCS's tolerance)
+        start = rng.normal(size=(p.shape[0], 5))
+        assert certify.sdp_lower_bound(p, start @ start.T, rows=9) == pytest.approx(solver_value, rel=1e-3)
         assert sdp * (1 - 1e-4) <= eigen <= 1.05 * sdp
         assert sdp <= certify.eigen_value_bound(p, certify.optimise_dual(p)) <= 1.05 * sdp
 

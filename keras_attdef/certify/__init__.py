@@ -8,10 +8,10 @@ from keras_attdef.certify.intervals import warp_intervals
 from keras_attdef.certify.two_layer import (
     Certificate, NotTwoLayerError, SolverError, bipartite_bound, certified_accuracy, certified_by_table, certify_box,
     certify_flow, certify_images, eigen_value_bound, optimise_bipartite, optimise_dual, pair_block, pair_bound,
-    pair_bounds, pair_matrix, sdp_dual, two_layer_weights,
+    pair_bounds, pair_matrix, sdp_dual, sdp_lower_bound, two_layer_weights,
 )
 
 __all__ = ["Certificate", "NotTwoLayerError", "SolverError", "bipartite_bound", "certified_accuracy",
            "certified_by_table", "certify_box", "certify_flow", "certify_images", "eigen_value_bound",
            "optimise_bipartite", "optimise_dual", "pair_block", "pair_bound", "pair_bounds", "pair_matrix",
-           "sdp_dual", "two_layer_weights", "warp_intervals"]
+           "sdp_dual", "sdp_lower_bound", "two_layer_weights", "warp_intervals"]
