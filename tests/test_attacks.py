@@ -91,6 +91,17 @@ def test_targeted_pgd_reaches_the_target(trained_lenet, mnist_test):
     assert hit >= 0.9, hit
 
 
+def test_step_ll_one_pass_target_equals_the_two_pass_definition(trained_lenet, mnist_test):
+    """StepLL takes its target and its loss from one forward pass; the result is the textbook one."""
+    from keras_attdef.attacks import engine
+    from keras_attdef.attacks.objectives import classification_objective, least_likely
+
+    x = tf.constant(mnist_test[0][:64])
+    target = least_likely(trained_lenet, x)
+    textbook = engine.maximize(classification_objective(trained_lenet, target, targeted=True), x, 0.15, 0.15, 1)
+    np.testing.assert_array_equal(attacks.step_ll(trained_lenet, x, eps=0.15).numpy(), textbook.numpy())
+
+
 def test_attacks_run_in_graph_and_xla_with_equal_results(trained_lenet, mnist_test):
     x, y = mnist_test[0][:32], mnist_test[1][:32]
 

@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from keras_attdef.attacks import engine
 from keras_attdef.attacks._checks import check_eps, check_labels, check_range
-from keras_attdef.attacks.objectives import Objective, classification_objective, least_likely
+from keras_attdef.attacks.objectives import (
+    Objective, classification_objective, least_likely, least_likely_objective,
+)
 
 ExtraObjective = Optional[Callable[[tf.Tensor], tf.Tensor]]
 
@@ -88,8 +90,7 @@ def step_ll(
     `x_adv = x - eps * sign(grad_x CE(f(x), y_LL))`. `y` is accepted for a uniform signature and unused.
     """
     x, _ = _prepare(model, x, None, eps, clip_min, clip_max)
-    target = least_likely(model, x)
-    objective = _with_extra(classification_objective(model, target, "ce", targeted=True), extra_objective)
+    objective = _with_extra(least_likely_objective(model), extra_objective)  # target and loss in one pass
     return engine.maximize(objective, x, eps, eps, 1, "linf", clip_min=clip_min, clip_max=clip_max)
 
 
@@ -114,8 +115,7 @@ def r_step_ll(
         raise ValueError(f"alpha ({alpha}) must not exceed eps ({eps}).")
     x, _ = _prepare(model, x, None, eps, clip_min, clip_max)
     start = tf.clip_by_value(x + alpha * tf.sign(tf.random.normal(tf.shape(x), dtype=x.dtype)), clip_min, clip_max)
-    target = least_likely(model, start)
-    objective = _with_extra(classification_objective(model, target, "ce", targeted=True), extra_objective)
+    objective = _with_extra(least_likely_objective(model), extra_objective)  # the target of `start`
     return engine.maximize(objective, x, eps, eps - alpha, 1, "linf", init=start,
                            clip_min=clip_min, clip_max=clip_max)
 
