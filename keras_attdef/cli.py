@@ -59,14 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("certify", help="train plain and certified 784-h-10 nets, attack with stAdv, certify")
     cert.add_argument("--threat", default="flow", choices=["flow", "linf"],
                       help="flow: stAdv flow budgets (the thesis); linf: Raghunathan et al.'s eps box")
-    cert.add_argument("--hidden", type=int, default=None, help="hidden units (default 100 flow, 500 linf)")
+    cert.add_argument("--hidden", type=int, default=None, help="hidden units (default 200 flow, 500 linf)")
     cert.add_argument("--epochs", type=int, default=10)
     cert.add_argument("--lr", type=float, default=1e-3)
     cert.add_argument("--weight", type=float, default=1.0, help="weight of the certified loss")
-    cert.add_argument("--train-budget", type=float, default=0.5, help="flow budget the certified net trains at")
+    cert.add_argument("--train-budget", type=float, default=0.25, help="flow budget the certified net trains at")
     cert.add_argument("--quantile", type=float, default=0.5,
                       help="per-pixel quantile of the training images' warp-interval radius trained against")
-    cert.add_argument("--budgets", default="0.25,0.5,1,7,100", help="flow budgets to attack and certify at")
+    cert.add_argument("--budgets", default="0.1,0.2,0.25,0.5,1,7,100", help="flow budgets to attack and certify at")
     cert.add_argument("--eps", type=float, default=0.1, help="Linf eps (--threat linf)")
     cert.add_argument("--certify-size", type=int, default=200, help="test digits certified per budget")
     cert.add_argument("--attack-size", type=int, default=500, help="test digits attacked per budget")
@@ -153,7 +153,7 @@ def certify(args) -> dict:
         return experiment.linf_experiment(out, args.hidden or 500, args.eps, args.epochs, args.weight, args.lr,
                                           data_dir=args.data_dir, seed=args.seed, verbose=args.verbose)
     budgets = [float(b) for b in args.budgets.split(",")]
-    result = experiment.flow_experiment(out, args.hidden or 100, args.epochs, args.train_budget, budgets,
+    result = experiment.flow_experiment(out, args.hidden or 200, args.epochs, args.train_budget, budgets,
                                         args.certify_size, args.attack_size, args.stadv_steps, args.weight,
                                         args.lr, args.data_dir, args.seed, args.verbose, args.quantile)
     if args.sdp_images:

@@ -86,8 +86,8 @@ def _markdown(rows: list, budgets: list) -> str:
     return "\n".join(lines)
 
 
-def flow_experiment(out="runs/certify_flow", hidden: int = 100, epochs: int = 10, train_budget: float = 0.5,
-                    budgets=(0.25, 0.5, 1.0, 7.0, 30.0), certify_size: int = 200, attack_size: int = 500,
+def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10, train_budget: float = 0.25,
+                    budgets=(0.1, 0.2, 0.25, 0.5, 1.0, 7.0, 100.0), certify_size: int = 200, attack_size: int = 500,
                     stadv_steps: int = 200, weight: float = 1.0, lr: float = 1e-3, data_dir=None,
                     seed: int = 0, verbose: int = 2, quantile: float = 0.5) -> dict:
     """Plain vs certified `784-h-10` on MNIST against flow-field attacks; returns and writes the table.
