@@ -30,6 +30,7 @@ def main(argv=None):
     parser.add_argument("--test-size", type=int, default=512)
     parser.add_argument("--sigmas", default=",".join(f"{s:g}" for s in SIGMAS))
     parser.add_argument("--maps", default="raw,max", help="Grad-CAM maps: raw and/or max(-normalised)")
+    parser.add_argument("--models", default="A,B,C", help="which of the three plain LeNets")
     args = parser.parse_args(argv)
     sigmas = [float(v) for v in args.sigmas.split(",")]
     maps = args.maps.split(",")
@@ -43,6 +44,8 @@ def main(argv=None):
 
     results = {}
     for name, (size, seed) in {"A": (3000, 0), "B": (3000, 1), "C": (6000, 2)}.items():
+        if name not in args.models.split(","):
+            continue
         keras.utils.set_random_seed(seed)
         net = models.lenet()
         net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))

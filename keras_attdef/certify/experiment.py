@@ -214,7 +214,8 @@ def sdp_comparison(model, x, y, budget: float, images: int = 20, out=None, sdp_e
                     "sdp_lower": lower, "scs_objective": objective, "ratio": eigen / sdp,
                     "ratio_to_lower": eigen / lower, "ratio_to_objective": eigen / objective,
                     "sdp_seconds": seconds, "sdp_eps": sdp_eps}
-        rows.append(store.get(f"sdp/{budget:g}/{i}", compute) if store else compute())
+        # the key holds the tolerance: rows solved at another eps are not reused
+        rows.append(store.get(f"sdp/{budget:g}/eps{sdp_eps:g}/{i}", compute) if store else compute())
     return rows
 
 
