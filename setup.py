@@ -33,6 +33,7 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "threadpoolctl>=3.0",  # one BLAS thread per certificate worker (small matrices: threads only contend)
     ],
     extras_require={
         "dev": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3"],
