@@ -180,12 +180,14 @@ def _top_singular(scaled, guess=None):
     rows_first = scaled.shape[0] <= scaled.shape[1]
     gram = scaled @ scaled.T if rows_first else scaled.T @ scaled
     k = gram.shape[0]
-    try:
-        if k < 3:  # ARPACK needs k < n
-            raise scipy.sparse.linalg.ArpackNoConvergence("too small", None, None)
+    values = None
+    if k >= 3:  # ARPACK needs more than k=1 rows
         v0 = guess if guess is not None and guess.shape == (k,) and np.any(guess) else None
-        values, vectors = scipy.sparse.linalg.eigsh(gram, k=1, which="LA", tol=1e-10, v0=v0)
-    except scipy.sparse.linalg.ArpackNoConvergence:
+        try:
+            values, vectors = scipy.sparse.linalg.eigsh(gram, k=1, which="LA", tol=1e-10, v0=v0)
+        except scipy.sparse.linalg.ArpackNoConvergence:
+            pass
+    if values is None:
         values, vectors = scipy.linalg.eigh(gram, subset_by_index=[k - 1, k - 1])
     first = vectors[:, -1]
     second = scaled.T @ first if rows_first else scaled @ first
