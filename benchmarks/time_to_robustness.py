@@ -25,12 +25,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_attdef import AttackSpec, RobustModel, datasets, defenses, evaluate_robustness, models  # noqa: E402
+from keras_attdef import AttackSpec, RobustModel, datasets, evaluate_robustness, models  # noqa: E402
+from keras_attdef.defenses import PRESETS  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--defense", default="fast", choices=["fast", "madry"])
+    parser.add_argument("--defense", default="fast", choices=sorted(set(PRESETS) - {"plain", "certified", "atat"}))
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--attack-steps", type=int, default=7, help="PGD steps for madry")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -60,11 +61,7 @@ def main(argv=None):
     else:
         keras.utils.set_random_seed(args.seed)
         warmup = int(args.warmup_epochs * steps_per_epoch)
-        if args.defense == "fast":
-            defense = defenses.fast(eps=args.eps, warmup_steps=warmup)
-        else:
-            defense = defenses.madry(eps=args.eps, step_size=2.5 * args.eps / args.attack_steps,
-                                     steps=args.attack_steps, warmup_steps=warmup)
+        defense = PRESETS[args.defense].from_options(eps=args.eps, steps=args.attack_steps, warmup_steps=warmup)
         robust = RobustModel(models.lenet(), defense=defense, eval_attack=None)
         robust.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"])
         state = {"epoch": 0, "train_seconds": 0.0, "eval_seconds": 0.0, "history": [], "args": vars(args)}

@@ -17,7 +17,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # TF leaves oneDNN off on t
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_attdef import RobustModel, datasets, defenses, models  # noqa: E402
+from keras_attdef import RobustModel, datasets, models  # noqa: E402
+from keras_attdef.defenses import PRESETS  # noqa: E402
 
 
 class HandWrittenPGD(keras.Model):
@@ -55,17 +56,12 @@ class HandWrittenPGD(keras.Model):
 
 
 def _configs():
-    configs = {
-        "plain keras": None,
-        "hand-written keras PGD-7": HandWrittenPGD,
-        "madry (PGD-7)": lambda: defenses.madry(eps=0.3, step_size=0.1, steps=7),
-        "fast (FGSM-RS)": lambda: defenses.fast(eps=0.3),
-        "alp (PGD-7)": lambda: defenses.alp(eps=0.3, step_size=0.1, steps=7),
-        "trades (PGD-7)": lambda: defenses.trades(eps=0.3, step_size=0.1, steps=7),
-    }
-    if hasattr(defenses, "aad"):
-        configs["aad (2 rounds Iter-LL)"] = lambda: defenses.aad()
-        configs["aad-pgd (PGD-7, 2 rounds)"] = lambda: defenses.aad(attack="pgd", steps=7)
+    """Plain Keras, the hand-written step, and every LeNet preset of the registry at PGD-7 (step 0.1), eps 0.3."""
+    configs = {"plain keras": None, "hand-written keras PGD-7": HandWrittenPGD}
+    for name, preset in PRESETS.items():
+        if preset.model is None and name != "plain":
+            configs[name] = lambda preset=preset: preset.from_options(eps=0.3, steps=7, step_size=0.1,
+                                                                      teacher=models.lenet(name="teacher"))
     return configs
 
 

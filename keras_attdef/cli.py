@@ -1,4 +1,4 @@
-"""Command line: `keras-attdef train ...`, `keras-attdef evaluate ...` and `keras-attdef certify ...`.
+"""Command line: `keras-attdef train | evaluate | attack | certify ...`.
 
 `scripts/train_mnist.py` is `keras-attdef train` with MNIST defaults. Runs offline by default: data
 comes from `--data-dir` / `$KERAS_ATTDEF_DATA`, prepared tfds data, or the bundled MNIST sample.
@@ -13,17 +13,38 @@ import sys
 import time
 from pathlib import Path
 
+from keras_attdef.attacks.spec import registered as registered_attacks
+from keras_attdef.defenses.presets import PRESETS
+from keras_attdef.evaluation.report import SUITES
 
-def _defense_kwargs(args) -> dict:
-    kwargs = {}
-    if args.defense in ("madry", "alp", "trades"):
-        kwargs.update(eps=args.eps, steps=args.attack_steps,
-                      step_size=args.step_size or 2.5 * args.eps / args.attack_steps)
-    elif args.defense == "fast":
-        kwargs.update(eps=args.eps)
-        if args.step_size:
-            kwargs["step_size"] = args.step_size
-    return kwargs
+
+# Common preset options (defenses.presets.OPTIONS) and the flags that set them.
+_FLAGS = {"eps": "--eps", "steps": "--attack-steps", "step_size": "--step-size", "warmup_steps": "--warmup-epochs",
+          "teacher": "--teacher"}
+DEFAULT_ATTACK_STEPS = 7
+
+
+def defense_options(args, preset, steps_per_epoch: int) -> dict:
+    """The common preset options from the command line; a flag the preset does not take is an error.
+
+    `--eps` is always allowed (it is also the evaluation budget). PGD presets default to
+    `--attack-steps 7` (with step `2.5 * eps / steps`); every preset with a budget ramps it over one epoch.
+    """
+    given = {"steps": args.attack_steps, "step_size": args.step_size, "teacher": args.teacher,
+             "warmup_steps": None if args.warmup_epochs is None else int(args.warmup_epochs * steps_per_epoch)}
+    refused = [_FLAGS[name] for name, value in given.items() if value is not None and name not in preset.options]
+    if refused:
+        raise SystemExit(f"--defense {preset.name} does not take {', '.join(refused)}; it takes "
+                         f"{', '.join(_FLAGS[o] for o in preset.options) or 'no attack options'}.")
+    if "teacher" in preset.options:
+        if args.teacher is None:
+            raise SystemExit(f"--defense {preset.name} needs --teacher PATH.keras (a plainly trained model).")
+        import keras
+
+        teacher = keras.models.load_model(args.teacher)
+        given["teacher"] = getattr(teacher, "base_model", teacher)
+    defaults = {"steps": DEFAULT_ATTACK_STEPS, "warmup_steps": steps_per_epoch}
+    return {"eps": args.eps, **defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,30 +53,56 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a (robust) classifier and print its robustness table")
     train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"])
-    train.add_argument("--model", default=None, help="lenet | cifarnet | small_resnet (default by dataset)")
-    train.add_argument("--defense", default="madry", help="plain | madry | fast | alp | trades")
+    train.add_argument("--model", default=None,
+                       help="lenet | cifarnet | small_resnet | two_layer_dense (default by dataset and defence)")
+    train.add_argument("--defense", default="madry", choices=sorted(PRESETS),
+                       help="; ".join(f"{name}: {p.summary}" for name, p in sorted(PRESETS.items())))
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--eps", type=float, default=0.3, help="training and evaluation Linf budget")
-    train.add_argument("--attack-steps", type=int, default=7, help="PGD steps for madry / alp / trades")
-    train.add_argument("--step-size", type=float, default=None, help="attack step (default 2.5 eps / steps)")
-    train.add_argument("--warmup-epochs", type=float, default=1.0,
-                       help="epochs over which eps ramps linearly from 0 to --eps (0: none)")
+    train.add_argument("--eps", type=float, default=0.3,
+                       help="training and evaluation Linf budget (certified: the box radius)")
+    train.add_argument("--attack-steps", type=int, default=None,
+                       help=f"PGD steps of the presets that run PGD (default {DEFAULT_ATTACK_STEPS})")
+    train.add_argument("--step-size", type=float, default=None,
+                       help="attack step (PGD presets: default 2.5 eps / steps; fast: 1.25 eps)")
+    train.add_argument("--warmup-epochs", type=float, default=None,
+                       help="epochs over which eps ramps linearly from 0 to --eps (default 1; 0: none)")
+    train.add_argument("--teacher", default=None, help="atat: a plainly trained model (.keras)")
     train.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
-    train.add_argument("--eval-size", type=int, default=1000, help="test images for the robustness table")
+    train.add_argument("--eval-size", type=int, default=1000,
+                       help="test images for the robustness table (0: no table)")
     train.add_argument("--data-dir", default=None, help="folder with <dataset>.npz (default $KERAS_ATTDEF_DATA)")
     train.add_argument("--download", action="store_true", help="let tensorflow_datasets download the data")
     train.add_argument("--out", default="runs/train", help="output folder (model, table, checkpoints)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--jit", action="store_true", help="compile with XLA (for GPUs; slower on CPU)")
     train.add_argument("--verbose", type=int, default=2)
-    evaluate = sub.add_parser("evaluate", help="robustness table of a saved .keras model")
+    evaluate = sub.add_parser("evaluate", help="robustness report of a saved .keras model (Markdown, JSON, PNG)")
     evaluate.add_argument("model_path")
-    evaluate.add_argument("--dataset", default="mnist")
+    evaluate.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"])
     evaluate.add_argument("--eps", type=float, default=0.3)
-    evaluate.add_argument("--eval-size", type=int, default=1000)
+    evaluate.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    evaluate.add_argument("--suite", default="autoattack", choices=list(SUITES),
+                          help="autoattack: FGSM, PGD-20/100 and the AutoAttack-style parts with their worst case; "
+                               "fast: a cheaper, weaker variant; quick: a smoke test")
+    evaluate.add_argument("--source", default=None, help="a second .keras model: adds black-box transfer from it")
+    evaluate.add_argument("--eval-size", type=int, default=1000, help="first N test images")
+    evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--out", default=None, help="folder for report.md, report.json and the PNG plots")
+    evaluate.add_argument("--seed", type=int, default=0)
+    attack = sub.add_parser("attack", help="adversarial examples of a saved .keras model, written to an .npz")
+    attack.add_argument("model_path")
+    attack.add_argument("--attack", default="apgd_ce", choices=registered_attacks(), help="a registered attack")
+    attack.add_argument("--eps", type=float, default=0.3)
+    attack.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="another argument of the attack (repeatable), e.g. --param steps=50 --param norm=l2")
+    attack.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"])
+    attack.add_argument("--eval-size", type=int, default=1000, help="first N test images")
+    attack.add_argument("--batch-size", type=int, default=500)
+    attack.add_argument("--data-dir", default=None)
+    attack.add_argument("--out", default="adversarial.npz")
     cert = sub.add_parser("certify", help="train plain and certified 784-h-10 nets, attack with stAdv, certify")
     cert.add_argument("--threat", default="flow", choices=["flow", "linf"],
                       help="flow: stAdv flow budgets (the thesis); linf: Raghunathan et al.'s eps box")
@@ -87,7 +134,8 @@ def _model_for(dataset: str, name: str | None, input_shape):
     from keras_attdef import models
 
     name = name or ("cifarnet" if dataset == "cifar10" else "lenet")
-    builders = {"lenet": models.lenet, "cifarnet": models.cifarnet, "small_resnet": models.small_resnet}
+    builders = {"lenet": models.lenet, "cifarnet": models.cifarnet, "small_resnet": models.small_resnet,
+                "two_layer_dense": models.two_layer_dense}
     if name not in builders:
         raise SystemExit(f"Unknown model {name!r}; choose one of {sorted(builders)}.")
     return builders[name](input_shape=input_shape)
@@ -103,15 +151,13 @@ def train(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     x_train, y_train = datasets.load(args.dataset, "train", args.data_dir, args.download, args.train_limit)
-    x_test, y_test = datasets.load(args.dataset, "test", args.data_dir, args.download, args.eval_size)
-    print(f"data: {len(x_train)} training and {len(x_test)} test images of shape {x_train.shape[1:]}")
+    print(f"data: {len(x_train)} training images of shape {x_train.shape[1:]}")
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
-    kwargs = _defense_kwargs(args)
-    if args.defense != "plain":
-        kwargs["warmup_steps"] = int(args.warmup_epochs * steps_per_epoch)
-    defense = defenses.get(args.defense, **kwargs)
+    preset = PRESETS[args.defense]
+    defense = preset.from_options(**defense_options(args, preset, steps_per_epoch))
     print(f"defence: {defense}")
-    robust = RobustModel(_model_for(args.dataset, args.model, x_train.shape[1:]), defense=defense)
+    model = _model_for(args.dataset, args.model or preset.model, x_train.shape[1:])
+    robust = RobustModel(model, defense=defense)
     robust.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"], jit_compile=args.jit)
     train_ds = datasets.as_dataset(x_train, y_train, args.batch_size, shuffle=True, seed=args.seed)
     callbacks = [
@@ -122,31 +168,79 @@ def train(args) -> dict:
     robust.fit(train_ds, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
     train_seconds = time.time() - start
     robust.save(out / "model.keras")
-    report = evaluate_robustness(robust, (x_test, y_test), default_attacks(args.eps))
-    table = report.to_markdown(f"{args.dataset} {args.defense}, {args.epochs} epochs ({train_seconds:.0f} s)")
-    print(table)
-    (out / "robustness.md").write_text(table + "\n")
-    result = {"defense": args.defense, "train_seconds": train_seconds, "accuracy": report.accuracy,
-              "command": " ".join(sys.argv)}
+    result = {"defense": args.defense, "config": defenses.serialize(defense), "train_seconds": train_seconds,
+              "accuracy": None, "command": " ".join(sys.argv)}
+    if args.eval_size:
+        x_test, y_test = datasets.load(args.dataset, "test", args.data_dir, args.download, args.eval_size)
+        report = evaluate_robustness(robust, (x_test, y_test), default_attacks(args.eps))
+        table = report.to_markdown(f"{args.dataset} {args.defense}, {args.epochs} epochs ({train_seconds:.0f} s)")
+        print(table)
+        (out / "robustness.md").write_text(table + "\n")
+        result["accuracy"] = report.accuracy
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def evaluate(args) -> dict:
+def _load_classifier(path):
     import keras
 
-    from keras_attdef import datasets
-    from keras_attdef.evaluation import default_attacks, evaluate_robustness
+    model = keras.models.load_model(path)
+    return getattr(model, "base_model", model)
 
-    model = keras.models.load_model(args.model_path)
+
+def evaluate(args) -> dict:
+    from keras_attdef import datasets
+    from keras_attdef.evaluation import evaluate as evaluate_model
+
+    model = _load_classifier(args.model_path)
     x, y = datasets.load(args.dataset, "test", args.data_dir, False, args.eval_size)
-    report = evaluate_robustness(model, (x, y), default_attacks(args.eps))
-    print(report.to_markdown(args.model_path))
-    return report.accuracy
+    source = _load_classifier(args.source) if args.source else None
+    report = evaluate_model(model, x, y, args.eps, args.norm, args.suite, source_model=source,
+                            batch_size=args.batch_size, seed=args.seed, name=Path(args.model_path).name)
+    print(report.to_markdown())
+    if args.out:
+        for kind, path in report.save(args.out).items():
+            print(f"{kind}: {path}")
+    return report.to_dict()
+
+
+def _parse_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def attack(args) -> dict:
+    import numpy as np
+
+    from keras_attdef import AttackSpec, datasets
+    from keras_attdef.evaluation.inputs import check_inputs, predict_labels
+
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            raise SystemExit(f"--param takes KEY=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        params[key] = _parse_value(value)
+    spec = AttackSpec(args.attack, eps=args.eps, **params)
+    model = _load_classifier(args.model_path)
+    x, y = check_inputs(model, *datasets.load(args.dataset, "test", args.data_dir, False, args.eval_size))
+    adversarial = np.concatenate([np.asarray(spec(model, x[i:i + args.batch_size], y[i:i + args.batch_size]))
+                                  for i in range(0, len(x), args.batch_size)])
+    predictions = predict_labels(model, adversarial, args.batch_size)
+    np.savez_compressed(args.out, x=x, y=y, x_adv=adversarial, predictions=predictions,
+                        attack=json.dumps(spec.get_config()))
+    accuracy = float(np.mean(predictions == y))
+    print(f"{spec}: accuracy {100 * accuracy:.2f}% on {len(y)} images; wrote {args.out} "
+          "(x, y, x_adv, predictions, attack)")
+    return {"accuracy": accuracy, "path": args.out}
 
 
 def certify(args) -> dict:
-    from keras_attdef.certify import experiment
+    from keras_attdef.experiments import certification as experiment
 
     out = args.out or f"runs/certify_{args.threat}"
     if args.threat == "linf":
@@ -181,7 +275,7 @@ def certify(args) -> dict:
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    {"train": train, "evaluate": evaluate, "certify": certify}[args.command](args)
+    {"train": train, "evaluate": evaluate, "attack": attack, "certify": certify}[args.command](args)
     return 0
 
 

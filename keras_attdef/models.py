@@ -16,12 +16,8 @@ import keras
 from keras import layers
 
 
-def lenet(
-    input_shape: tuple[int, int, int] = (28, 28, 1),
-    num_classes: int = 10,
-    dropout: float = 0.5,
-    name: str = "lenet",
-) -> keras.Model:
+def lenet(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10, dropout: float = 0.5,
+          name: str = "lenet") -> keras.Model:
     """The TF-slim LeNet the AAD paper uses on MNIST.
 
     conv 32 5x5 -> max-pool 2 -> conv 64 5x5 -> max-pool 2 -> dense 1024 -> dropout -> dense.
@@ -48,12 +44,8 @@ def lenet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def cifarnet(
-    input_shape: tuple[int, int, int] = (32, 32, 3),
-    num_classes: int = 10,
-    dropout: float = 0.5,
-    name: str = "cifarnet",
-) -> keras.Model:
+def cifarnet(input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10, dropout: float = 0.5,
+             name: str = "cifarnet") -> keras.Model:
     """The TF-slim CifarNet the AAD paper uses on CIFAR-10 (local response normalisation omitted).
 
     conv 64 5x5 -> max-pool 3/2 -> conv 64 5x5 -> max-pool 3/2 -> dense 384 -> dense 192 -> dense.

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_attdef import defenses as defenses_module
+from keras_attdef.cpu import warn_if_onednn_off
 from keras_attdef.attacks._checks import check_labels, check_range
 from keras_attdef.attacks.spec import as_spec
 from keras_attdef.losses import scale_for_distribution, unscale_for_distribution
@@ -36,12 +37,12 @@ class RobustModel(keras.Model):
     Logged metrics: `loss`, the compiled metrics, `adv_accuracy`, and one `<term>_loss` per extra
     defence term (`pair_loss`, `kl_loss`, ...). In training the compiled metrics see the clean logits when
     the defence computes them (ALP, TRADES, AAD, ...) and otherwise the adversarial logits the loss is
-    computed on (Madry, fast): a clean pass only for metrics would cost an eighth of a PGD-7 step.
-    `evaluate` and validation report both clean metrics and `adv_accuracy`.
+    computed on (Madry, fast), so that no forward pass runs only for metrics. `evaluate` and validation
+    report both clean metrics and `adv_accuracy`.
 
-    On CPUs leave `jit_compile` off (the default): XLA ran at 0.3x to 0.5x of graph mode here. It is for
-    GPUs; under a `tf.distribute` strategy `compile(jit_compile=True)` compiles the attack and the
-    loss+gradient in an inner XLA function, as whole-step XLA fails there.
+    On CPUs leave `jit_compile` off (the default; XLA is slower than graph mode on the CPUs measured in
+    benchmarks/RESULTS.md): it is for GPUs. Under a `tf.distribute` strategy `compile(jit_compile=True)`
+    compiles the attack and the loss+gradient in an inner XLA function, as whole-step XLA fails there.
     """
 
     def __init__(self, base_model: keras.Model, defense="madry", eval_attack="auto",
@@ -63,6 +64,7 @@ class RobustModel(keras.Model):
         self.eval_attack = None if eval_attack is None else as_spec(eval_attack)
         self.clip_min, self.clip_max = float(clip_min), float(clip_max)
         self.num_classes = int(base_model.output_shape[-1])
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = [keras.metrics.Mean(name=f"{term}_loss") for term in self.defense.term_names]
         self.adv_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy")
         self._inner_jit = False
@@ -75,6 +77,12 @@ class RobustModel(keras.Model):
     def call(self, inputs, training=None):
         return self.base_model(inputs, training=training)
 
+    @property
+    def metrics(self):
+        # Our own loss tracker (the total with every defence term) replaces Keras' built-in one, which
+        # only the default train_step updates.
+        return [self.loss_tracker, *(m for m in super().metrics if m.name != "loss")]
+
     # -- compile ----------------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, jit_compile="auto", **kwargs):
         """`keras.Model.compile`; `loss` defaults to sparse cross-entropy on logits."""
@@ -85,6 +93,7 @@ class RobustModel(keras.Model):
         if self._inner_jit:
             jit_compile = False  # whole-step XLA fails under a strategy; see _adversarial_gradients
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
+        warn_if_onednn_off()
         # Optimizer state exists from here on: a model saved before fit keeps it, and a step whose first
         # trace failed on bad data does not create variables on a later trace.
         self.optimizer.build(self.trainable_variables)
@@ -113,11 +122,11 @@ class RobustModel(keras.Model):
         adv = self.defense.perturb(self.base_model, x, y, scale)
         with tf.GradientTape() as tape:
             out = self.defense.loss_terms(self.base_model, x, y, adv)
-            logits = tf.concat(out.task_logits, axis=0) if len(out.task_logits) > 1 else out.task_logits[0]
-            copies = tf.shape(logits)[0] // tf.shape(y)[0]  # the task logits stack whole batches
-            labels = tf.tile(y, [copies])
-            weights = None if sample_weight is None else tf.tile(sample_weight, [copies])
-            loss = self._compute_loss(x=x, y=labels, y_pred=logits, sample_weight=weights, training=True)
+            weights = sample_weight
+            if sample_weight is not None and out.task_rows is not None:
+                weights = tf.gather(sample_weight, out.task_rows)
+            loss = self.compute_loss(x=x, y=out.task_labels, y_pred=out.task_logits, sample_weight=weights,
+                                     training=True)
             if out.task_weight != 1.0:
                 loss = loss * out.task_weight
             for term, value in out.terms.items():
@@ -125,8 +134,8 @@ class RobustModel(keras.Model):
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.trainable_weights)
         # Compiled metrics see the clean logits when the defence computed them, else the logits the loss
-        # was computed on (Madry: adversarial ones); an extra clean forward pass would cost ~1/8 of a step.
-        metric_logits = out.clean_logits if out.clean_logits is not None else out.task_logits[-1]
+        # was computed on (Madry: adversarial ones): no forward pass runs only for metrics.
+        metric_logits = out.clean_logits if out.clean_logits is not None else out.task_logits
         return gradients, loss, out.terms, metric_logits, out.adv_logits
 
     def train_step(self, data):
@@ -137,7 +146,7 @@ class RobustModel(keras.Model):
             core = tf.function(core, jit_compile=True, autograph=False)
         gradients, loss, terms, metric_logits, adv_logits = core(x, y, sample_weight, scale)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        self._loss_tracker.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
+        self.loss_tracker.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
         for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name[: -len("_loss")]])
         if adv_logits is not None:
@@ -148,8 +157,8 @@ class RobustModel(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = self._prepare(data)
         logits = self.base_model(x, training=False)
-        loss = self._compute_loss(x=x, y=y, y_pred=logits, sample_weight=sample_weight, training=False)
-        self._loss_tracker.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
+        loss = self.compute_loss(x=x, y=y, y_pred=logits, sample_weight=sample_weight, training=False)
+        self.loss_tracker.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
         if self.eval_attack is not None:
             adv = self.eval_attack(self.base_model, x, y)
             self.adv_accuracy.update_state(y, self.base_model(adv, training=False), sample_weight=sample_weight)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Train several defences on MNIST under one wall-clock budget each and tabulate their robustness.
 
-    python scripts/compare_defenses.py --minutes 8 --defenses madry aad-pgd at_alp atat --out runs/compare
+    python scripts/compare_defenses.py --minutes 8 --defenses madry aad_pgd at_alp atat --out runs/compare
 
-Every defence gets the same attack budget (Linf eps 0.3, PGD-7 with step 2.5 eps / 7, eps ramped over
-the first --warmup-steps steps) and the same training time; ATAT's teacher is the plain model trained
-first. Evaluation: clean, FGSM, StepLL, Iter-LL (2 rounds) and PGD-40 (step 0.01) at eps 0.3 on the first
+Every defence (any preset of `keras_attdef.defenses.PRESETS`) gets the same attack budget (Linf eps 0.3,
+PGD-7 with step 2.5 eps / 7 where the preset runs PGD, eps ramped over the first --warmup-steps steps) and
+the same training time; ATAT's teacher is the plain model trained first. Evaluation: clean, FGSM, StepLL, Iter-LL (2 rounds) and PGD-40 (step 0.01) at eps 0.3 on the first
 --eval-size test digits. Finished models are kept, so a stopped run resumes with the next defence.
 """
 from __future__ import annotations
@@ -21,31 +21,17 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 
-from keras_attdef import RobustModel, datasets, defenses, evaluate_robustness, models  # noqa: E402
+from keras_attdef import RobustModel, datasets, evaluate_robustness, models  # noqa: E402
 from keras_attdef.callbacks import TimeBudget  # noqa: E402
+from keras_attdef.defenses import PRESETS  # noqa: E402
 from keras_attdef.evaluation import default_attacks  # noqa: E402
-
-
-def make_defense(name: str, eps: float, steps: int, warmup: int, teacher):
-    step = 2.5 * eps / steps
-    if name == "plain":
-        return defenses.plain()
-    if name == "madry":
-        return defenses.madry(eps=eps, step_size=step, steps=steps, warmup_steps=warmup)
-    if name == "aad":
-        return defenses.aad(warmup_steps=warmup)
-    if name == "aad-pgd":
-        return defenses.aad(attack="pgd", eps=eps, step_size=step, steps=steps, warmup_steps=warmup)
-    if name == "at_alp":
-        return defenses.at_alp(eps=eps, step_size=step, steps=steps, warmup_steps=warmup)
-    if name == "atat":
-        return defenses.atat(teacher, eps=eps, step_size=step, steps=steps, warmup_steps=warmup)
-    raise SystemExit(f"unknown defence {name}")
+from keras_attdef.tables import markdown_table, percent  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--defenses", nargs="+", default=["madry", "aad-pgd", "at_alp", "atat"])
+    parser.add_argument("--defenses", nargs="+", default=["madry", "aad_pgd", "at_alp", "atat"],
+                        choices=sorted(set(PRESETS) - {"plain", "certified"}))
     parser.add_argument("--minutes", type=float, default=8.0, help="training budget per defence")
     parser.add_argument("--plain-minutes", type=float, default=1.5)
     parser.add_argument("--eps", type=float, default=0.3)
@@ -68,8 +54,9 @@ def main(argv=None):
             robust = keras.models.load_model(path)
         else:
             keras.utils.set_random_seed(0)
-            robust = RobustModel(models.lenet(), defense=make_defense(name, args.eps, args.steps,
-                                                                      args.warmup_steps, teacher), eval_attack=None)
+            defense = PRESETS[name].from_options(eps=args.eps, steps=args.steps, warmup_steps=args.warmup_steps,
+                                                 teacher=teacher)
+            robust = RobustModel(models.lenet(), defense=defense, eval_attack=None)
             robust.compile(optimizer="adam", metrics=["accuracy"])
             budget = TimeBudget(60 * (args.plain_minutes if name == "plain" else args.minutes))
             robust.fit(train, epochs=1000, verbose=0, callbacks=[budget], shuffle=False)
@@ -82,13 +69,9 @@ def main(argv=None):
         if name == "plain":
             teacher = robust.base_model
     columns = list(next(iter(results.values()))["accuracy"])
-    lines = [f"Command: `python {' '.join(sys.argv)}`", "",
-             "| defence | train s | steps | " + " | ".join(columns) + " |",
-             "| --- | ---: | ---: | " + " | ".join("---:" for _ in columns) + " |"]
-    for name, row in results.items():
-        cells = " | ".join(f"{100 * row['accuracy'][c]:.1f}%" for c in columns)
-        lines.append(f"| {name} | {row['seconds']} | {row['steps']} | {cells} |")
-    table = "\n".join(lines)
+    rows = [[name, row["seconds"], row["steps"], *(percent(row["accuracy"][c], 1) for c in columns)]
+            for name, row in results.items()]
+    table = f"Command: `python {' '.join(sys.argv)}`\n\n" + markdown_table(["defence", "train s", "steps", *columns], rows)
     (out / "table.md").write_text(table + "\n")
     print(table)
 

@@ -5,31 +5,28 @@ import tensorflow as tf
 
 import keras
 from keras_attdef import AttackSpec, RobustModel, analysis, attacks, defenses, models
+from keras_attdef.defenses import PRESETS
 
-TERMS = {"aad": ["rect_loss", "pres_loss"], "aad-pgd": ["rect_loss", "pres_loss"],
-         "at_alp": ["attention_loss", "pair_loss"], "atat": ["transfer_loss", "pair_loss"]}
-
-
-def _defense(name, teacher):
-    if name == "aad":
-        return defenses.aad()
-    if name == "aad-pgd":
-        return defenses.aad(attack="pgd", steps=2)
-    if name == "at_alp":
-        return defenses.at_alp(steps=2, step_size=0.15)
-    return defenses.atat(teacher, steps=2, step_size=0.15)
+# Every preset for any classifier (certified training has its own module), under XLA and a strategy.
+LENET_PRESETS = sorted(name for name, preset in PRESETS.items() if preset.model is None)
 
 
 @pytest.mark.parametrize("mode", ["xla", "mirrored"])
-@pytest.mark.parametrize("name", sorted(TERMS))
-def test_attention_presets_train_with_xla_and_mirrored(name, mode, trained_lenet, mnist_train, mirrored_strategy):
+@pytest.mark.parametrize("name", LENET_PRESETS)
+def test_every_preset_trains_with_xla_and_mirrored(name, mode, trained_lenet, mnist_train, mnist_test,
+                                                   mirrored_strategy):
     x, y = mnist_train[0][:128], mnist_train[1][:128]
     strategy = mirrored_strategy if mode == "mirrored" else None
+    defense = PRESETS[name].from_options(eps=0.3, steps=2, step_size=0.15, teacher=trained_lenet)
     with (strategy or tf.distribute.get_strategy()).scope():
-        robust = RobustModel(models.lenet(), defense=_defense(name, trained_lenet))
+        robust = RobustModel(models.lenet(), defense=defense)
         robust.compile(optimizer="adam", metrics=["accuracy"], jit_compile=mode == "xla")
-    logs = robust.fit(x, y, batch_size=64, epochs=1, verbose=0).history
-    assert set(TERMS[name]) | {"loss", "adv_accuracy", "accuracy"} <= set(logs), logs
+    logs = robust.fit(x, y, batch_size=64, epochs=1, verbose=0,
+                      validation_data=(mnist_test[0][:64], mnist_test[1][:64])).history
+    expected = {f"{term}_loss" for term in defense.term_names} | {"loss", "accuracy", "val_loss", "val_accuracy"}
+    if defense.attack is not None:
+        expected |= {"adv_accuracy", "val_adv_accuracy"}
+    assert expected <= set(logs), logs
     assert all(np.isfinite(v[-1]) for v in logs.values())
 
 
@@ -42,7 +39,8 @@ def test_aad_terms_have_the_papers_signs(mnist_train):
     assert np.abs(adv[1].numpy() - x.numpy()).max() <= 0.3 + 1e-6  # two StepLL rounds of 0.15
     out = defense.loss_terms(net, x, y, adv)
     assert float(out.terms["rect"]) <= 0.0 and float(out.terms["pres"]) >= 0.0
-    assert out.task_logits[0].shape[0] == 96 and out.task_weight == 2.0
+    assert out.task_logits.shape[0] == 96 and out.task_weight == 2.0
+    np.testing.assert_array_equal(out.task_labels.numpy(), np.tile(y.numpy(), 3))  # labels of x, x_1, x_2
 
 
 def test_atat_save_load_keeps_the_teacher(trained_lenet, mnist_train, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 import keras
 from keras_attdef import certify, defenses, models
+from keras_attdef.certify import dual as dual_bounds, sdp as sdp_solver
 from keras_attdef.attacks.spatial import stadv
 from keras_attdef.flow import warp
 
@@ -59,7 +60,7 @@ def test_relaxation_lower_bound_never_exceeds_the_certificate():
     for _ in range(100):
         d, m = rng.integers(2, 8, size=2)
         w, v, radius = rng.normal(size=(m, d)), rng.normal(size=m), rng.uniform(0, 1, d)
-        assert certify.two_layer.relaxation_lower_bound(certify.pair_block(w, v, radius)) <= certify.pair_bound(
+        assert dual_bounds.relaxation_lower_bound(dual_bounds.pair_block(w, v, radius)) <= certify.pair_bound(
             w, v, radius)
 
 
@@ -67,23 +68,23 @@ def test_sdp_and_eigenvalue_bounds_agree_and_bound_the_sdp():
     rng = np.random.default_rng(2)
     for _ in range(3):
         w, v, radius = rng.normal(size=(8, 6)), rng.normal(size=8), rng.uniform(0.05, 1, 6)
-        p = certify.pair_matrix(w, v, radius)
-        dual, solver_value, primal = certify.sdp_dual(p)
-        sdp = certify.eigen_value_bound(p, dual)
-        lower = certify.sdp_lower_bound(p, primal, rows=9)  # pair_matrix's first block: 1 + 8 hidden
-        assert lower >= certify.sdp_lower_bound(p, primal) - 1e-9  # block ascent never loses value
+        p = dual_bounds.pair_matrix(w, v, radius)
+        dual, solver_value, primal = sdp_solver.sdp_dual(p)
+        sdp = dual_bounds.eigen_value_bound(p, dual)
+        lower = sdp_solver.sdp_lower_bound(p, primal, rows=9)  # pair_matrix's first block: 1 + 8 hidden
+        assert lower >= sdp_solver.sdp_lower_bound(p, primal) - 1e-9  # block ascent never loses value
         eigen = certify.pair_bound(w, v, radius, "eigen")
         assert sdp >= solver_value - 1e-3 * abs(solver_value)  # the recomputed bound is not below the optimum
         # the feasible primal brackets the optimum from below, and tightly at a tight solver tolerance
         assert lower <= sdp and lower <= eigen and lower >= (1 - 1e-3) * solver_value
         # a crude primal (a sign vector's outer product) is feasible, so also a lower bound
         signs = np.sign(rng.normal(size=p.shape[0]))
-        assert certify.sdp_lower_bound(p, 3.0 * np.outer(signs, signs)) == pytest.approx(signs @ p @ signs)
+        assert sdp_solver.sdp_lower_bound(p, 3.0 * np.outer(signs, signs)) == pytest.approx(signs @ p @ signs)
         # and block ascent from a random rank-5 start reaches the optimum (within SCS's tolerance)
         start = rng.normal(size=(p.shape[0], 5))
-        assert certify.sdp_lower_bound(p, start @ start.T, rows=9) == pytest.approx(solver_value, rel=1e-3)
+        assert sdp_solver.sdp_lower_bound(p, start @ start.T, rows=9) == pytest.approx(solver_value, rel=1e-3)
         assert sdp * (1 - 1e-4) <= eigen <= 1.05 * sdp
-        assert sdp <= certify.eigen_value_bound(p, certify.optimise_dual(p)) <= 1.05 * sdp
+        assert sdp <= dual_bounds.eigen_value_bound(p, dual_bounds.optimise_dual(p)) <= 1.05 * sdp
 
 
 def test_pair_bounds_table_certifies_like_certify_box():
@@ -132,4 +133,4 @@ def test_clear_errors():
     with pytest.raises(certify.NotTwoLayerError):
         defenses.certified(0.1).attach(models.lenet())
     with pytest.raises(certify.SolverError, match="status"):
-        certify.sdp_dual(certify.pair_matrix(np.ones((3, 2)), np.ones(3), np.ones(2)), max_iters=1)
+        sdp_solver.sdp_dual(dual_bounds.pair_matrix(np.ones((3, 2)), np.ones(3), np.ones(2)), max_iters=1)

@@ -32,5 +32,16 @@ def test_cli_train_writes_model_table_and_resumes(tmp_path, capsys):
     result = json.loads((tmp_path / "result.json").read_text())
     assert 0.0 <= result["accuracy"]["clean"] <= 1.0
     assert (tmp_path / "model.keras").exists() and (tmp_path / "robustness.md").exists()
-    assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--eval-size", "32"]) == 0
+    assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--eval-size", "32", "--suite", "quick",
+                     "--out", str(tmp_path / "report")]) == 0
     assert "| clean |" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["num_examples"] == 32 and set(report["flags"]) >= {"zero_gradients", "probabilities_not_logits"}
+    for name in ("report.md", "accuracy_vs_eps.png", "accuracy_vs_steps.png", "loss_landscape.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    out = tmp_path / "adv.npz"
+    assert cli.main(["attack", str(tmp_path / "model.keras"), "--attack", "pgd", "--eps", "0.1", "--param", "steps=3",
+                     "--eval-size", "16", "--out", str(out)]) == 0
+    saved = np.load(out)
+    assert saved["x_adv"].shape == (16, 28, 28, 1)
+    assert np.abs(saved["x_adv"] - saved["x"]).max() <= 0.1 + 1e-6

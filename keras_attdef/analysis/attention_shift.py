@@ -18,6 +18,7 @@ from keras_attdef.attacks.spec import as_spec
 from keras_attdef.attention.areas import iou, top_k_cells
 from keras_attdef.attention.gradcam import grad_cam
 from keras_attdef.models import last_conv_layer
+from keras_attdef.tables import markdown_table, percent
 
 DEFAULT_CELLS = (5, 10, 20, 30)
 
@@ -45,14 +46,14 @@ class AttentionShift:
     round_cells: int = 10
 
     def to_markdown(self) -> str:
-        lines = [f"Attack fooled {100 * self.fraction_succeeded:.1f}% of {self.num_images} correctly classified "
-                 "images.", "", "| #cells | IoU (attack succeeded) | IoU (attack failed) |", "| ---: | ---: | ---: |"]
-        lines += [f"| {k} | {_fmt(self.succeeded[k])} | {_fmt(self.failed[k])} |" for k in self.cells]
+        lines = [f"Attack fooled {percent(self.fraction_succeeded, 1)} of {self.num_images} correctly classified "
+                 "images.", "", markdown_table(["#cells", "IoU (attack succeeded)", "IoU (attack failed)"],
+                                               [[k, _fmt(self.succeeded[k]), _fmt(self.failed[k])] for k in self.cells])]
         if self.rounds:
             lines += ["", f"Per attack round ({self.round_cells} cells):", "",
-                      "| round | succeeded | IoU | failed | IoU |", "| ---: | ---: | ---: | ---: | ---: |"]
-            lines += [f"| {r + 1} | {100 * s:.1f}% | {_fmt(si)} | {100 * f:.1f}% | {_fmt(fi)} |"
-                      for r, (s, si, f, fi) in enumerate(self.rounds)]
+                      markdown_table(["round", "succeeded", "IoU", "failed", "IoU"],
+                                     [[r + 1, percent(s, 1), _fmt(si), percent(f, 1), _fmt(fi)]
+                                      for r, (s, si, f, fi) in enumerate(self.rounds)])]
         return "\n".join(lines)
 
 

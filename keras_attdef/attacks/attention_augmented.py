@@ -1,4 +1,4 @@
-"""A3: attention-augmented attacks (supplement B of the extended AAD paper, eq. 10-12).
+"""A3: attention-augmented attacks (supplement B of the extended AAD paper, arXiv:1811.09831, eq. 10-12).
 
 Any gradient attack of this package becomes its A3 variant by adding to what it raises the attention
 deviation `sigma * ||Att(x) - g(x_adv)||_1`, where Att(x) is the clean image's binary attention area and
@@ -7,13 +7,10 @@ max-normalised with `normalize="max"`). The attack's
 gradient then also pushes the attention away from where it was, which needs the input gradient of a
 Grad-CAM map: a second-order gradient.
 
-What it does here, measured on plainly trained MNIST LeNets (eps 0.1, 512 test digits, sigma 0.01-10,
-raw and max-normalised maps; `scripts/a3_sweep.py`, docs/results.md): A3 never made I-FGSM stronger and
-weakens it as sigma grows; on all 10,000 test digits at the paper's sigma 10 with raw maps, Iter-LL+A3
-was significantly stronger than Iter-LL on one model (92.7% -> 92.2%), no different on a second and
-significantly weaker on a third. Every step is a sign step, so the
+Whether A3 is stronger than its base attack depends on the model: every step is a sign step, so the
 attention term competes with the classification loss for each pixel's sign. The paper's Table 9
-(ImageNet) reports A3 slightly stronger; check on your model before relying on it.
+(ImageNet) reports A3 slightly stronger; docs/results.md has what it does on MNIST LeNets. Check on your
+model before relying on it.
 """
 from __future__ import annotations
 

@@ -7,15 +7,21 @@ from keras_attdef.attacks._checks import check_eps
 from keras_attdef.attacks.objectives import Objective
 
 NORMS = ("linf", "l2")
-# Loops up to this many steps are unrolled: on a 2-core CPU an unrolled PGD-7 ran in 372 ms against
-# 450 ms as a tf.while_loop (graph rewrites such as oneDNN fusions do not reach into loop bodies).
+# Loops up to this many steps are unrolled: graph rewrites such as oneDNN fusions do not reach into
+# tf.while_loop bodies, so short unrolled loops run faster (benchmarks/RESULTS.md).
 # Longer loops stay a while_loop to keep graphs and XLA compile times small.
 UNROLL_MAX_STEPS = 20
 _TINY = 1e-12
 
 
-def _per_sample_norm(t):
+def per_sample_norm(t):
+    """L2 norm of each sample, shaped to broadcast against the batch `(batch, 1, ..., 1)`."""
     return tf.sqrt(tf.reduce_sum(tf.square(t), axis=tf.range(1, tf.rank(t)), keepdims=True) + _TINY)
+
+
+def expand_to(mask, x):
+    """A per-sample `(batch,)` tensor reshaped to broadcast against the batch `x`."""
+    return tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([tf.rank(x) - 1], tf.int32)], 0))
 
 
 def project(x_adv, x, eps, norm: str, clip_min: float, clip_max: float):
@@ -28,7 +34,7 @@ def project(x_adv, x, eps, norm: str, clip_min: float, clip_max: float):
     if norm == "linf":
         delta = tf.clip_by_value(delta, -eps, eps)
     else:
-        delta = delta * tf.minimum(1.0, eps / _per_sample_norm(delta))
+        delta = delta * tf.minimum(1.0, eps / per_sample_norm(delta))
     return tf.clip_by_value(x + delta, clip_min, clip_max)
 
 
@@ -38,7 +44,7 @@ def random_start(x, eps, norm: str, clip_min: float, clip_max: float):
         delta = tf.random.uniform(tf.shape(x), -1.0, 1.0, dtype=x.dtype) * eps
     else:
         direction = tf.random.normal(tf.shape(x), dtype=x.dtype)
-        direction = direction / _per_sample_norm(direction)
+        direction = direction / per_sample_norm(direction)
         radius = tf.random.uniform(tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], 0),
                                    dtype=x.dtype)
         delta = direction * radius * eps
@@ -49,15 +55,19 @@ def ascent_direction(grad, norm: str):
     """Steepest-ascent direction of unit norm: sign for Linf, normalised gradient for L2."""
     if norm == "linf":
         return tf.sign(grad)
-    return grad / _per_sample_norm(grad)
+    return grad / per_sample_norm(grad)
 
 
 def objective_gradient(objective: Objective, x_adv):
-    """Gradient of each sample's objective w.r.t. its own input (objectives are per-sample sums)."""
+    """Gradient of each sample's objective w.r.t. its own input (objectives are per-sample sums).
+
+    A model with no gradient path to its input (e.g. a `stop_gradient` quantiser) gives zeros, not an
+    error: the attack then stays where it is, and the masking audit says why.
+    """
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x_adv)
         total = tf.reduce_sum(objective(x_adv))
-    return tape.gradient(total, x_adv)
+    return tape.gradient(total, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def maximize(
@@ -125,7 +135,6 @@ def keep_best(objective: Objective, candidates):
     for candidate in candidates[1:]:
         value = objective(candidate)
         better = value > best_value
-        mask = tf.reshape(better, tf.concat([tf.shape(better), tf.ones([tf.rank(best) - 1], tf.int32)], 0))
-        best = tf.where(mask, candidate, best)
+        best = tf.where(expand_to(better, best), candidate, best)
         best_value = tf.where(better, value, best_value)
     return best

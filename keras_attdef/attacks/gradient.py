@@ -30,6 +30,12 @@ from keras_attdef.attacks.objectives import (
 ExtraObjective = Optional[Callable[[tf.Tensor], tf.Tensor]]
 
 
+def default_step_size(eps, steps: int):
+    """The PGD step used wherever none is given: `2.5 * eps / steps` (Madry et al.'s rule of thumb: the
+    iterate can cross the ball in fewer than half the steps)."""
+    return 2.5 * eps / steps
+
+
 def _with_extra(objective: Objective, extra: ExtraObjective) -> Objective:
     if extra is None:
         return objective
@@ -44,29 +50,13 @@ def _prepare(model, x, y, eps, clip_min, clip_max):
     return x, y
 
 
-def fgsm(
-    model,
-    x,
-    y,
-    eps: float,
-    targeted: bool = False,
-    loss: str = "ce",
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    extra_objective: ExtraObjective = None,
-):
+def fgsm(model, x, y, eps: float, targeted: bool = False, loss: str = "ce", clip_min: float = 0.0,
+         clip_max: float = 1.0, extra_objective: ExtraObjective = None):
     """Fast gradient sign method (Goodfellow et al., 2015): one signed-gradient step of size eps.
 
     Args:
-        model: a Keras model returning logits.
-        x: clean batch in [clip_min, clip_max].
-        y: true labels, or target labels when `targeted`.
-        eps: Linf budget.
-        targeted: step towards `y` instead of away from it.
-        loss: `"ce"` (cross-entropy) or `"margin"` (C&W margin).
-        clip_min: smallest valid input value.
-        clip_max: largest valid input value.
-        extra_objective: added to the objective (see module doc).
+        eps: Linf budget (and the step). The other arguments are `pgd`'s: `targeted` steps towards `y`
+            instead of away from it, `loss` is `"ce"` or `"margin"`.
 
     Returns:
         The adversarial batch.
@@ -76,15 +66,8 @@ def fgsm(
     return engine.maximize(objective, x, eps, eps, 1, "linf", clip_min=clip_min, clip_max=clip_max)
 
 
-def step_ll(
-    model,
-    x,
-    y=None,
-    eps: float = 0.15,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    extra_objective: ExtraObjective = None,
-):
+def step_ll(model, x, y=None, eps: float = 0.15, clip_min: float = 0.0, clip_max: float = 1.0,
+            extra_objective: ExtraObjective = None):
     """StepLL (Kurakin et al., 2017; AAD eq. 3): one step towards the least-likely class.
 
     `x_adv = x - eps * sign(grad_x CE(f(x), y_LL))`. `y` is accepted for a uniform signature and unused.
@@ -94,16 +77,8 @@ def step_ll(
     return engine.maximize(objective, x, eps, eps, 1, "linf", clip_min=clip_min, clip_max=clip_max)
 
 
-def r_step_ll(
-    model,
-    x,
-    y=None,
-    eps: float = 0.15,
-    alpha: float | None = None,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    extra_objective: ExtraObjective = None,
-):
+def r_step_ll(model, x, y=None, eps: float = 0.15, alpha: float | None = None, clip_min: float = 0.0,
+              clip_max: float = 1.0, extra_objective: ExtraObjective = None):
     """R+StepLL (Tramèr et al., 2018): a random signed step of `alpha`, then StepLL of `eps - alpha`.
 
     Args:
@@ -120,18 +95,9 @@ def r_step_ll(
                            clip_min=clip_min, clip_max=clip_max)
 
 
-def iter_ll(
-    model,
-    x,
-    y=None,
-    eps: float = 0.3,
-    step_size: float = 0.15,
-    rounds: int = 2,
-    project_each_round: bool = True,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    extra_objective: ExtraObjective = None,
-):
+def iter_ll(model, x, y=None, eps: float = 0.3, step_size: float = 0.15, rounds: int = 2,
+            project_each_round: bool = True, clip_min: float = 0.0, clip_max: float = 1.0,
+            extra_objective: ExtraObjective = None):
     """Iter-LL (Kurakin et al., 2017): `rounds` StepLL steps towards the clean image's least-likely class.
 
     Args:
@@ -187,7 +153,7 @@ def pgd(
     x, y = _prepare(model, x, y, eps, clip_min, clip_max)
     if int(restarts) < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}.")
-    step_size = 2.5 * eps / steps if step_size is None else step_size
+    step_size = default_step_size(eps, steps) if step_size is None else step_size
     objective = _with_extra(classification_objective(model, y, loss, targeted), extra_objective)
     candidates = []
     for _ in range(int(restarts)):
@@ -197,19 +163,9 @@ def pgd(
     return candidates[0] if len(candidates) == 1 else engine.keep_best(objective, candidates)
 
 
-def ifgsm(
-    model,
-    x,
-    y,
-    eps: float,
-    step_size: float | None = None,
-    steps: int = 10,
-    targeted: bool = False,
-    loss: str = "ce",
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    extra_objective: ExtraObjective = None,
-):
+def ifgsm(model, x, y, eps: float, step_size: float | None = None, steps: int = 10, targeted: bool = False,
+          loss: str = "ce", clip_min: float = 0.0, clip_max: float = 1.0,
+          extra_objective: ExtraObjective = None):
     """Iterative FGSM / BIM (Kurakin et al., 2017): Linf PGD from the clean point, default step eps/steps."""
     step_size = eps / steps if step_size is None else step_size
     return pgd(model, x, y, eps, step_size, steps, "linf", random_start=False, targeted=targeted, loss=loss,

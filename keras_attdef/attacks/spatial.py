@@ -1,4 +1,5 @@
-"""stAdv: spatially transformed adversarial examples (Xiao et al., 2018; thesis `003_*` eq. 4-7, 14).
+"""stAdv: spatially transformed adversarial examples (Xiao et al., 2018, arXiv:1801.02612; eq. 4-7, 14 of C. Nguyen,
+"Two approaches to defend against adversarial examples", Lehigh University thesis, 2018).
 
 The attack optimises a per-pixel flow r with Adam on
 

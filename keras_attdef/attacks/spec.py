@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from keras_attdef.attacks import gradient
+from keras_attdef.attacks import auto_pgd, gradient, square_attack
 
 _REGISTRY: dict[str, Callable] = {
     "fgsm": gradient.fgsm,
@@ -24,14 +24,33 @@ _REGISTRY: dict[str, Callable] = {
     "iter_ll": gradient.iter_ll,
     "ifgsm": gradient.ifgsm,
     "pgd": gradient.pgd,
+    "apgd_ce": auto_pgd.apgd_ce,
+    "apgd_dlr": auto_pgd.apgd_dlr,
+    "apgd_t": auto_pgd.apgd_t,
+    "square": square_attack.square,
 }
+# Attacks that run a Python loop (eagerly, between model calls) and so cannot be wrapped in tf.function.
+_EAGER: set[str] = {"square"}
 # Arguments measured in input units: a budget ramp scales them together with eps.
 _LENGTHS = ("eps", "step_size", "alpha")
 
 
-def register(name: str, attack: Callable) -> None:
-    """Makes `attack(model, x, y, **kwargs)` available to `AttackSpec(name, ...)`."""
+def register(name: str, attack: Callable, traceable: bool = True) -> None:
+    """Makes `attack(model, x, y, **kwargs)` available to `AttackSpec(name, ...)`.
+
+    Args:
+        name: the registry name.
+        attack: the function.
+        traceable: whether it can run inside `tf.function` (False for attacks driven by a Python loop).
+    """
     _REGISTRY[name] = attack
+    if not traceable:
+        _EAGER.add(name)
+
+
+def registered() -> list[str]:
+    """Names of every registered attack (what `AttackSpec` accepts)."""
+    return sorted(_REGISTRY)
 
 
 def get(name: str) -> Callable:
@@ -57,6 +76,11 @@ class AttackSpec:
     @property
     def eps(self) -> float:
         return self.kwargs["eps"]
+
+    @property
+    def traceable(self) -> bool:
+        """Whether the attack can run inside `tf.function` (evaluation compiles it when it can)."""
+        return self.name not in _EAGER
 
     def __call__(self, model, x, y, scale=None, **overrides):
         """Runs the attack; `scale` multiplies eps, step_size and alpha (a budget ramp)."""

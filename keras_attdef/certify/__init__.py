@@ -1,17 +1,27 @@
-"""Certificates for two-layer ReLU networks against flow-field (spatial) attacks and pixel boxes.
+"""Certificates for two-layer ReLU networks against flow-field (spatial) attacks, pixel boxes and Linf balls.
 
-`two_layer`: the sound float64 bounds (bipartite eigenvalue dual, SCS SDP dual re-checked) and the
-certifying functions; `relaxation`: the same bound in TensorFlow, batched over class pairs and
-differentiable, for certified training; `intervals`: exact ranges of the warp under a flow box.
+Modules, one concern each: `network` (reading `(W, b, V, c)` off a Keras model), `intervals` (exact
+ranges of the warp under a flow box), `dual` (the eigenvalue / SDP-dual bound of one class pair),
+`sdp` (the exact SDP with SCS, bracketed soundly), `certificate` (certifying boxes, flows and images),
+`relaxation` (the same bound in TensorFlow, batched and differentiable, for certified training).
+
+Example:
+
+>>> import numpy as np
+>>> from keras_attdef import certify, models
+>>> net = models.two_layer_dense(8, input_shape=(5, 5, 1))
+>>> certificate = certify.certify_flow(net, np.full((5, 5, 1), 0.5), label=3, budget=0.1)
+>>> sorted(certificate.upper) == [0, 1, 2, 4, 5, 6, 7, 8, 9]   # a bound per other class
+True
 """
-from keras_attdef.certify.intervals import warp_intervals
-from keras_attdef.certify.two_layer import (
-    Certificate, NotTwoLayerError, SolverError, bipartite_bound, certified_accuracy, certified_by_table, certify_box,
-    certify_flow, certify_images, eigen_value_bound, optimise_bipartite, optimise_dual, pair_block, pair_bound,
-    pair_bounds, pair_matrix, sdp_dual, sdp_lower_bound, two_layer_weights,
+from keras_attdef.certify.certificate import (
+    Certificate, certified_accuracy, certified_by_table, certify_box, certify_flow, certify_images, pair_bounds,
 )
+from keras_attdef.certify.dual import pair_bound
+from keras_attdef.certify.intervals import warp_intervals
+from keras_attdef.certify.network import NotTwoLayerError, two_layer_weights
+from keras_attdef.certify.sdp import SolverError
 
-__all__ = ["Certificate", "NotTwoLayerError", "SolverError", "bipartite_bound", "certified_accuracy",
-           "certified_by_table", "certify_box", "certify_flow", "certify_images", "eigen_value_bound",
-           "optimise_bipartite", "optimise_dual", "pair_block", "pair_bound", "pair_bounds", "pair_matrix",
-           "sdp_dual", "sdp_lower_bound", "two_layer_weights", "warp_intervals"]
+__all__ = ["Certificate", "NotTwoLayerError", "SolverError", "certified_accuracy", "certified_by_table",
+           "certify_box", "certify_flow", "certify_images", "pair_bound", "pair_bounds", "two_layer_weights",
+           "warp_intervals"]

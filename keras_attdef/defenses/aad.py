@@ -1,7 +1,7 @@
 """AAD: attention rectification and preservation with two-round adversarial sample selection.
 
-From "Attention, Please! Adversarial Defense via Attention Rectification and Preservation"
-(`shared/papers/000_*`, `002_*`). For a clean batch x and adversarial rounds x_1 .. x_R (each round
+From "Attention, Please! Adversarial Defense via Attention Rectification and Preservation" (Wu et
+al., arXiv:1811.09831). For a clean batch x and adversarial rounds x_1 .. x_R (each round
 attacks the previous one, projected to the total budget around x):
 
     L_c = compiled loss on [x, x_1, .., x_R]
@@ -48,11 +48,12 @@ class AttentionRectificationPreservation(Defense):
 
     name = "aad"
     term_names = ("rect", "pres")
+    default_weights = {"rect": 1.0, "pres": 2.0}
 
     def __init__(self, attack=None, weights=None, warmup_steps: int = 0, rounds: int = 2,
                  total_eps: float | None = None, task_weight: float = 2.0, layer: str | None = None,
                  kappa="mean", rect_distance: str = "l2", pres_distance: str = "l1"):
-        super().__init__(attack, weights or {"rect": 1.0, "pres": 2.0}, warmup_steps)
+        super().__init__(attack, weights, warmup_steps)
         if self.attack is None:
             raise ValueError("AAD needs a per-round attack.")
         if int(rounds) < 1:
@@ -78,7 +79,7 @@ class AttentionRectificationPreservation(Defense):
             current = self.attack(model, current, y, scale=scale)
             current = tf.stop_gradient(engine.project(current, x, total, "linf", low, high))
             rounds.append(current)
-        return rounds
+        return tuple(rounds)
 
     def loss_terms(self, model, x, y, adv) -> DefenseOutput:
         layer = self._layer(model)
@@ -96,8 +97,9 @@ class AttentionRectificationPreservation(Defense):
             replica_mean(distance(clean_maps, maps[(i + 1) * batch:(i + 2) * batch], self.pres_distance))
             for i in range(len(adv))
         ])
-        return DefenseOutput(task_logits=[logits], terms={"rect": rect, "pres": pres},
-                             clean_logits=logits[:batch], adv_logits=logits[-batch:], task_weight=self.task_weight)
+        return DefenseOutput.stacked(logits, y, len(inputs), {"rect": rect, "pres": pres},
+                                     clean_logits=logits[:batch], adv_logits=logits[-batch:],
+                                     task_weight=self.task_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rounds": self.rounds, "total_eps": self.total_eps,

@@ -12,7 +12,7 @@ class PlainTraining(Defense):
 
     def loss_terms(self, model, x, y, adv) -> DefenseOutput:
         logits = model(x, training=True)
-        return DefenseOutput(task_logits=[logits], terms={}, clean_logits=logits)
+        return DefenseOutput(logits, y, {}, clean_logits=logits)
 
 
 @register_defense
@@ -28,4 +28,4 @@ class AdversarialTraining(Defense):
 
     def loss_terms(self, model, x, y, adv) -> DefenseOutput:
         adv_logits = model(adv, training=True)
-        return DefenseOutput(task_logits=[adv_logits], terms={}, adv_logits=adv_logits)
+        return DefenseOutput(adv_logits, y, {}, adv_logits=adv_logits)

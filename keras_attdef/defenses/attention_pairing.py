@@ -1,6 +1,6 @@
 """Attention-pairing defences: ATAT (attention transfer from a teacher) and AT+ALP.
 
-ATAT ("Adversarial Robustness via Attention Transfer", `shared/papers/004_*`), eq. 5-7:
+ATAT ("Adversarial Robustness via Attention Transfer", Li et al., Pattern Recognition Letters 146, 2021), eq. 5-7:
 
     L = CE on [x, x_adv] + lambda1 * (D(v(g_T(x)), v(g_S(x_adv))) + D(v(g_T(x)), v(g_S(x))))
                          + lambda2 * ||z_S(x) - z_S(x_adv)||_2
@@ -8,7 +8,8 @@ ATAT ("Adversarial Robustness via Attention Transfer", `shared/papers/004_*`), e
 g_T is the frozen teacher's Grad-CAM on clean inputs, g_S the student's, both at the topmost conv layer,
 max-normalised; D is the L2 distance (p = 2).
 
-AT+ALP ("Attention and Adversarial Logit Pairing", `shared/papers/001_*`):
+AT+ALP ("Improving Adversarial Robustness via Attention and Adversarial Logit Pairing", Goodman et al.,
+arXiv:1908.11435):
 
     L = CE on [x, x_adv] + w_at * sum_layers ||Q(x) - Q(x_adv)||_2 + w_pair * D(z(x), z(x_adv))
 
@@ -43,10 +44,11 @@ class AttentionTransfer(Defense):
 
     name = "atat"
     term_names = ("transfer", "pair")
+    default_weights = {"transfer": 1.0, "pair": 0.5}
 
     def __init__(self, attack=None, teacher: keras.Model | None = None, weights=None, warmup_steps: int = 0,
                  layer: str | None = None, teacher_layer: str | None = None, distance: str = "l2"):
-        super().__init__(attack, weights or {"transfer": 1.0, "pair": 0.5}, warmup_steps)
+        super().__init__(attack, weights, warmup_steps)
         if self.attack is None:
             raise ValueError("ATAT needs an attack.")
         if isinstance(teacher, dict):
@@ -83,7 +85,8 @@ class AttentionTransfer(Defense):
         transfer = (replica_mean(distance(teacher_maps, adv_maps, self.distance))
                     + replica_mean(distance(teacher_maps, clean_maps, self.distance)))
         pair = replica_mean(distance(clean_logits, adv_logits, "l2"))
-        return DefenseOutput([logits], {"transfer": transfer, "pair": pair}, clean_logits, adv_logits)
+        return DefenseOutput.stacked(logits, y, 2, {"transfer": transfer, "pair": pair}, clean_logits=clean_logits,
+                                     adv_logits=adv_logits)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "teacher": keras.saving.serialize_keras_object(self.teacher),
@@ -105,10 +108,11 @@ class ActivationAttentionPairing(Defense):
 
     name = "at_alp"
     term_names = ("attention", "pair")
+    default_weights = {"attention": 1.0, "pair": 0.5}
 
     def __init__(self, attack=None, weights=None, warmup_steps: int = 0, layers=None, p: float = 2.0,
                  distance: str = "mse"):
-        super().__init__(attack, weights or {"attention": 1.0, "pair": 0.5}, warmup_steps)
+        super().__init__(attack, weights, warmup_steps)
         if self.attack is None:
             raise ValueError("AT+ALP needs an attack.")
         self.layers = None if layers is None else list(layers)
@@ -130,7 +134,8 @@ class ActivationAttentionPairing(Defense):
         ])
         clean_logits, adv_logits = logits[:batch], logits[batch:]
         pair = replica_mean(distance(clean_logits, adv_logits, self.distance))
-        return DefenseOutput([logits], {"attention": attention, "pair": pair}, clean_logits, adv_logits)
+        return DefenseOutput.stacked(logits, y, 2, {"attention": attention, "pair": pair}, clean_logits=clean_logits,
+                                     adv_logits=adv_logits)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "layers": self.layers, "p": self.p, "distance": self.distance}

@@ -1,18 +1,21 @@
-"""The defence interface: a serialisable config plus `perturb` and `loss_terms`.
+"""The defence contract: a serialisable config plus two functions, `perturb` and `loss_terms`.
 
-`RobustModel.train_step` runs, for any defence:
+`RobustModel.train_step` runs, for every defence:
 
-    adv = defense.perturb(model, x, y, scale)            # inference mode, outside the tape
+    adv = defense.perturb(model, x, y, scale)        # inference mode, outside the gradient tape
     with tape:
-        out = defense.loss_terms(model, x, y, adv)     # training mode
-        loss = compiled_loss(out.task_labels, out.task_logits) + sum(weights[k] * out.terms[k])
+        out = defense.loss_terms(model, x, y, adv)  # training mode
+        loss = out.task_weight * compiled_loss(out.task_labels, out.task_logits)
+               + sum(defense.weights[k] * out.terms[k])
 
-A new defence is one subclass registered with `register_defense`, not a branch in `train_step`.
+A new defence is one `Defense` subclass decorated with `register_defense` and, for users, one preset in
+`defenses/presets.py`: nothing in `RobustModel`, the CLI or the tests names it.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import tensorflow as tf
 
@@ -27,59 +30,103 @@ def register_defense(cls):
     return cls
 
 
+def registered_defenses() -> dict[str, type]:
+    """`{name: class}` of every registered defence."""
+    return dict(_DEFENSES)
+
+
 @dataclasses.dataclass
 class DefenseOutput:
     """What `loss_terms` hands the training step.
 
     Attributes:
-        task_logits: logits the compiled loss is applied to against the true labels; entries are
-            concatenated, and each may stack several batches (a 50/50 clean/adversarial mix is
-            `[clean, adv]` or one tensor of both).
-        terms: extra loss terms, each a batch-mean scalar (unweighted, unscaled).
-        clean_logits: logits on clean inputs, if computed (for the compiled metrics).
+        task_logits: logits the compiled loss is applied to, one row per example (a defence that trains
+            on clean and adversarial inputs stacks them: `(copies * batch, classes)`).
+        task_labels: the label of every row of `task_logits`.
+        terms: extra loss terms by name, each a batch-mean scalar (unweighted, unscaled).
+        task_rows: for every row of `task_logits`, the index of its example in the batch (int32); sample
+            weights follow it. None: the rows are the batch itself.
+        clean_logits: logits on the clean batch, if computed (the compiled metrics use them).
         adv_logits: logits on the main adversarial batch, if any (for `adv_accuracy`).
         task_weight: weight of the compiled loss (AAD's alpha).
     """
 
-    task_logits: list
+    task_logits: tf.Tensor
+    task_labels: tf.Tensor
     terms: dict
+    task_rows: Any = None
     clean_logits: Any = None
     adv_logits: Any = None
     task_weight: float = 1.0
 
+    @classmethod
+    def stacked(cls, logits, y, copies: int, terms: dict, **kwargs) -> "DefenseOutput":
+        """Output whose task logits stack `copies` whole batches in the order of `y` (e.g. `[clean, adv]`)."""
+        if copies == 1:
+            return cls(logits, y, terms, **kwargs)
+        rows = tf.tile(tf.range(tf.shape(y)[0]), [copies])
+        return cls(logits, tf.gather(y, rows), terms, task_rows=rows, **kwargs)
+
 
 class Defense:
-    """Base class. Subclasses set `name`, `term_names` and implement `perturb` and `loss_terms`.
+    """Base class. Subclasses set `name`, `term_names`, `default_weights` and implement `loss_terms`.
 
     Args:
         attack: the attack that makes training examples (`AttackSpec`, its dict, or None).
-        weights: weight of each extra term, by name.
+        weights: weights of the extra terms by name; they update `default_weights` (a term not given
+            keeps its default).
         warmup_steps: ramp the attack budget linearly from 1/warmup_steps of eps to eps over this many
             optimizer steps (0: full budget from the start). Training at the full budget from scratch can
             stall at chance on MNIST; a ramp avoids that.
     """
 
-    name = "base"
-    term_names: tuple = ()
+    name: ClassVar[str] = "base"
+    term_names: ClassVar[tuple] = ()
+    default_weights: ClassVar[dict] = {}
 
     def __init__(self, attack=None, weights: dict | None = None, warmup_steps: int = 0):
         self.attack: AttackSpec | None = None if attack is None else as_spec(attack)
-        self.weights = dict(weights or {})
-        unknown = set(self.weights) - set(self.term_names)
+        unknown = set(weights or {}) - set(self.term_names)
         if unknown:
             raise ValueError(f"{self.name} has no loss terms {sorted(unknown)}; its terms are {self.term_names}.")
+        self.weights = {**self.default_weights, **(weights or {})}
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
         self.warmup_steps = int(warmup_steps)
 
     # -- the two functions the step calls ---------------------------------------------------------
     def perturb(self, model, x, y, scale=None):
-        """Adversarial inputs for this batch (a tensor, a list of tensors, or None). Inference mode."""
+        """The adversarial material of this batch, made in inference mode outside the gradient tape.
+
+        Args:
+            model: the classifier being trained.
+            x: the clean batch.
+            y: its integer labels.
+            scale: the warm-up ramp's fraction of the budget (a scalar tensor), or None for the full budget.
+
+        Returns:
+            Whatever this defence's `loss_terms` takes as `adv`: a tensor or a tuple of tensors, or None,
+            with no gradient path to the weights. Adversarial training returns the adversarial batch;
+            AAD a tuple of one batch per round; certified training the input-box radius in force.
+        """
         if self.attack is None:
             return None
         return self.attack(model, x, y, scale=scale)
 
     def loss_terms(self, model, x, y, adv) -> DefenseOutput:
+        """The logits the compiled loss trains on, with their labels, and the defence's extra terms.
+
+        Runs inside the gradient tape: every forward pass here is in training mode and is trained through.
+
+        Args:
+            model: the classifier being trained.
+            x: the clean batch.
+            y: its integer labels.
+            adv: what `perturb` returned for this batch.
+
+        Returns:
+            A `DefenseOutput` whose `terms` has exactly the keys of `term_names`.
+        """
         raise NotImplementedError
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -121,7 +168,8 @@ def serialize(defense: Defense) -> dict:
 
 
 def deserialize(config: dict) -> Defense:
+    """The defence `serialize` described; `config` is left as it was (Keras consumes nested model configs)."""
     name = config["name"]
     if name not in _DEFENSES:
         raise ValueError(f"Unknown defence {name!r}; known: {sorted(_DEFENSES)}.")
-    return _DEFENSES[name].from_config(config["config"])
+    return _DEFENSES[name].from_config(copy.deepcopy(config["config"]))

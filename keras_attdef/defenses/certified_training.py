@@ -1,4 +1,5 @@
-"""Certified training of two-layer ReLU networks (Raghunathan, Steinhardt and Liang, 2018; thesis `003_*`).
+"""Certified training of two-layer ReLU networks (Raghunathan, Steinhardt and Liang, 2018, arXiv:1801.09344;
+C. Nguyen, "Two approaches to defend against adversarial examples", Lehigh University thesis, 2018).
 
 The loss adds, to the clean cross-entropy, cross-entropy on worst-case logits
 
@@ -51,7 +52,7 @@ class PairDuals(keras.layers.Layer):
 
 def dense_kernels(model: keras.Model):
     """`(hidden kernel, logits kernel)` of a dense-relu-dense model, as live variables."""
-    from keras_attdef.certify.two_layer import dense_layers
+    from keras_attdef.certify.network import dense_layers
 
     first, second = dense_layers(model)  # raises NotTwoLayerError with a clear message otherwise
     return first.kernel, second.kernel
@@ -101,10 +102,11 @@ class CertifiedTraining(Defense):
 
     name = "certified"
     term_names = ("certified", "bound")
+    default_weights = {"certified": 1.0, "bound": 0.0}
 
     def __init__(self, radius=0.1, weights=None, warmup_steps: int = 0, power_iterations: int = 2,
                  attack=None):
-        super().__init__(None, {"certified": 1.0, "bound": 0.0, **(weights or {})}, warmup_steps)
+        super().__init__(None, weights, warmup_steps)
         radius_array = np.asarray(radius, np.float64)
         if np.any(radius_array < 0) or not np.all(np.isfinite(radius_array)):
             raise ValueError("radius must be finite and >= 0.")
@@ -145,7 +147,7 @@ class CertifiedTraining(Defense):
         bounds = self.pair_bounds(model, adv)
         worst = worst_case_logits(logits, y, bounds, int(logits.shape[-1]))
         certified = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, worst, from_logits=True))
-        return DefenseOutput([logits], {"certified": certified, "bound": tf.reduce_mean(bounds)},
+        return DefenseOutput(logits, y, {"certified": certified, "bound": tf.reduce_mean(bounds)},
                              clean_logits=logits)
 
     def get_config(self) -> dict:

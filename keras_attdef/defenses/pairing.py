@@ -22,16 +22,18 @@ class LogitPairing(Defense):
 
     name = "alp"
     term_names = ("pair",)
+    default_weights = {"pair": 0.5}
 
     def __init__(self, attack=None, weights=None, warmup_steps: int = 0, distance: str = "mse"):
-        super().__init__(attack, weights or {"pair": 0.5}, warmup_steps)
+        super().__init__(attack, weights, warmup_steps)
         self.distance = check_distance(distance)
 
     def loss_terms(self, model, x, y, adv) -> DefenseOutput:
         clean_logits = model(x, training=True)
         adv_logits = model(adv, training=True)
         pair = replica_mean(distance(clean_logits, adv_logits, self.distance))
-        return DefenseOutput([clean_logits, adv_logits], {"pair": pair}, clean_logits, adv_logits)
+        return DefenseOutput.stacked(tf.concat([clean_logits, adv_logits], 0), y, 2, {"pair": pair},
+                                     clean_logits=clean_logits, adv_logits=adv_logits)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "distance": self.distance}
@@ -47,9 +49,10 @@ class Trades(Defense):
 
     name = "trades"
     term_names = ("kl",)
+    default_weights = {"kl": 6.0}
 
     def __init__(self, attack=None, weights=None, warmup_steps: int = 0):
-        super().__init__(attack, weights or {"kl": 6.0}, warmup_steps)
+        super().__init__(attack, weights, warmup_steps)
         if self.attack is None:
             raise ValueError("TRADES needs an attack spec for its budget (eps, step_size, steps).")
 
@@ -74,4 +77,4 @@ class Trades(Defense):
         clean_logits = model(x, training=True)
         adv_logits = model(adv, training=True)
         kl = replica_mean(kl_divergence(clean_logits, adv_logits))
-        return DefenseOutput([clean_logits], {"kl": kl}, clean_logits, adv_logits)
+        return DefenseOutput(clean_logits, y, {"kl": kl}, clean_logits=clean_logits, adv_logits=adv_logits)

@@ -7,47 +7,15 @@ set. Every stage saves its result under `out/` as it finishes, so a stopped run 
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-class _Store:
-    """A JSON file of finished stages: `get(key)` or compute, save and return."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {}
-
-    def get(self, key: str, compute):
-        if key not in self.data:
-            self.data[key] = compute()
-            self.path.write_text(json.dumps(self.data, indent=2))
-        else:
-            print(f"[resume] {key}: from {self.path}")
-        return self.data[key]
-
-
-def _train(path: Path, hidden: int, defense, x, y, epochs: int, lr: float, seed: int, verbose: int):
-    """Trains (or loads) a RobustModel around `two_layer_dense(hidden)`; returns (RobustModel, seconds)."""
-    import keras
-
-    from keras_attdef import RobustModel, datasets, models
-
-    if path.exists():
-        print(f"[resume] loading {path}")
-        return keras.models.load_model(path), None
-    keras.utils.set_random_seed(seed)
-    robust = RobustModel(models.two_layer_dense(hidden, input_shape=x.shape[1:]), defense=defense, eval_attack=None)
-    robust.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"])
-    start = time.time()
-    robust.fit(datasets.as_dataset(x, y, 128, shuffle=True, seed=seed), epochs=epochs, verbose=verbose)
-    seconds = time.time() - start
-    robust.save(path)
-    return robust, seconds
+from keras_attdef.experiments.store import ResultStore
+from keras_attdef.experiments.training import train_or_load
+from keras_attdef.tables import markdown_table, percent
 
 
 def _stadv_success(model, x, y, budget: float, steps: int, free_loss, batch_size: int = 500):
@@ -77,13 +45,9 @@ def _free_stadv_loss(model, x, y, steps: int, batch_size: int = 500) -> list:
 
 def _markdown(rows: list, budgets: list) -> str:
     head = ["net", "clean"] + [f"stAdv success @{b:g}" for b in budgets] + [f"certified @{b:g}" for b in budgets]
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
-    for row in rows:
-        cells = [row["net"], f"{100 * row['clean']:.1f}%"]
-        cells += [f"{100 * row['stadv'][str(b)]:.1f}%" for b in budgets]
-        cells += [f"{100 * row['certified'][str(b)]:.1f}%" for b in budgets]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = [[row["net"], percent(row["clean"], 1)] + [percent(row["stadv"][str(b)], 1) for b in budgets]
+             + [percent(row["certified"][str(b)], 1) for b in budgets] for row in rows]
+    return markdown_table(head, cells)
 
 
 def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10, train_budget: float = 0.25,
@@ -109,24 +73,27 @@ def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10
         quantile: per-pixel quantile over training images of the warp-interval radius the certified net
             trains against (`defenses.flow_training_radius`).
     """
-    from keras_attdef import certify, datasets, defenses
+    from keras_attdef import certify, datasets, defenses, models
     from keras_attdef.flow import ellipsoid_box
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = _Store(out / "results.json")
+    store = ResultStore(out / "results.json")
     x, y = datasets.load("mnist", "train", data_dir)
     x_test, y_test = datasets.load("mnist", "test", data_dir)
     budgets = [float(b) for b in budgets]
     steps = math.ceil(len(x) / 128)
     radius = store.get("train_radius",
                        lambda: defenses.flow_training_radius(x[:5000], train_budget, quantile).tolist())
+    def net():
+        return models.two_layer_dense(hidden, input_shape=x.shape[1:])
+
     nets = {
-        "plain": _train(out / "plain.keras", hidden, defenses.plain(), x, y, epochs, lr, seed,
-                        verbose)[0].base_model,
-        "certified": _train(out / "certified.keras", hidden,
-                            defenses.certified(radius, weight, warmup_steps=2 * steps), x, y, epochs, lr, seed,
-                            verbose)[0].base_model,
+        "plain": train_or_load(out / "plain.keras", net, defenses.plain(), x, y, epochs, lr, seed=seed,
+                               verbose=verbose)[0].base_model,
+        "certified": train_or_load(out / "certified.keras", net,
+                                   defenses.certified(radius, weight, warmup_steps=2 * steps), x, y, epochs, lr,
+                                   seed=seed, verbose=verbose)[0].base_model,
     }
     rows = []
     for name, net in nets.items():
@@ -186,11 +153,12 @@ def sdp_comparison(model, x, y, budget: float, images: int = 20, out=None, sdp_e
     """
     from tqdm.auto import tqdm
 
-    from keras_attdef.certify import intervals, two_layer
+    from keras_attdef.certify import certificate, intervals, network
+    from keras_attdef.certify import dual as dual_bounds, sdp as sdp_solver
     from keras_attdef.flow import ellipsoid_box
 
-    store = _Store(Path(out)) if out else None
-    w, b, v_all, c_all = two_layer.two_layer_weights(model)
+    store = ResultStore(out) if out else None
+    w, b, v_all, c_all = network.two_layer_weights(model)
     rho = ellipsoid_box(x.shape[1], x.shape[2], budget)
     rows = []
     for i in tqdm(range(images), desc="SDP vs eigen", unit="image"):
@@ -198,18 +166,18 @@ def sdp_comparison(model, x, y, budget: float, images: int = 20, out=None, sdp_e
             low, high = intervals.warp_intervals(x[i:i + 1], rho)
             low, high = np.clip(low, 0, 1).reshape(-1), np.clip(high, 0, 1).reshape(-1)
             centre, radius = (low + high) / 2, (high - low) / 2
-            radius = np.where(radius <= two_layer.TINY_RADIUS, 0.0, radius)  # as certify_box does
+            radius = np.where(radius <= certificate.TINY_RADIUS, 0.0, radius)  # as certify_box does
             hidden = np.maximum(w @ centre + b, 0)
             label = int(y[i])
             margins = v_all @ hidden + c_all
             j = int(np.argmax(np.where(np.arange(len(c_all)) == label, -np.inf, margins)))
             v = v_all[j] - v_all[label]
-            eigen = two_layer.pair_bound(w, v, radius, "eigen", iterations=50)
+            eigen = dual_bounds.pair_bound(w, v, radius, "eigen", iterations=50)
             start = time.time()
-            p = two_layer.pair_matrix(w, v, radius)
-            dual, objective, primal = two_layer.sdp_dual(p, eps=sdp_eps)
+            p = dual_bounds.pair_matrix(w, v, radius)
+            dual, objective, primal = sdp_solver.sdp_dual(p, eps=sdp_eps)
             seconds = time.time() - start
-            sdp, lower = two_layer.eigen_value_bound(p, dual), two_layer.sdp_lower_bound(p, primal, rows=1 + w.shape[0])
+            sdp, lower = dual_bounds.eigen_value_bound(p, dual), sdp_solver.sdp_lower_bound(p, primal, rows=1 + w.shape[0])
             return {"image": i, "pair": [label, j], "n": int(p.shape[0]), "eigen": eigen, "sdp": sdp,
                     "sdp_lower": lower, "scs_objective": objective, "ratio": eigen / sdp,
                     "ratio_to_lower": eigen / lower, "ratio_to_objective": eigen / objective,
@@ -227,19 +195,20 @@ def linf_experiment(out="runs/certify_linf", hidden: int = 500, eps: float = 0.1
     The box x +- eps (not clipped to [0, 1]: a superset, so sound) has the same P for every image, so
     the 90 pair bounds are computed once (timed) and certify the whole test set.
     """
-    from keras_attdef import certify, datasets, defenses
+    from keras_attdef import certify, datasets, defenses, models
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = _Store(out / "results.json")
+    store = ResultStore(out / "results.json")
     x, y = datasets.load("mnist", "train", data_dir)
     x_test, y_test = datasets.load("mnist", "test", data_dir, limit=test_size)
     steps = math.ceil(len(x) / 128)
-    robust, seconds = _train(out / "certified.keras", hidden,
-                             defenses.certified(eps, weight, warmup_steps=2 * steps), x, y, epochs, lr, seed, verbose)
+    robust, seconds = train_or_load(out / "certified.keras", lambda: models.two_layer_dense(hidden, input_shape=x.shape[1:]),
+                                    defenses.certified(eps, weight, warmup_steps=2 * steps), x, y, epochs, lr,
+                                    seed=seed, verbose=verbose)
     net = robust.base_model
     if seconds is not None:
-        store.data["train_seconds"] = seconds
+        store.put("train_seconds", seconds)
 
     def bounds_now():
         start = time.time()
@@ -253,8 +222,7 @@ def linf_experiment(out="runs/certify_linf", hidden: int = 500, eps: float = 0.1
     result = {"clean_error": float(np.mean(np.argmax(logits, -1) != y_test)),
               "certified_error": float(1 - certified.mean()), "pair_bounds_seconds": bounds["seconds"],
               "test_images": int(len(y_test)), "train_seconds": store.data.get("train_seconds")}
-    store.data["result"] = result
-    store.path.write_text(json.dumps(store.data, indent=2))
+    store.put("result", result)
     print(f"784-{hidden}-10 certified at Linf eps {eps}: clean error {100 * result['clean_error']:.2f}%, certified "
           f"error {100 * result['certified_error']:.2f}% (Raghunathan et al. 2018: 34.77%) on {len(y_test)} test "
           f"digits; 90 pair bounds in {bounds['seconds']:.1f} s.")

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels
 from keras_attdef.attacks.spec import AttackSpec, as_spec
+from keras_attdef.tables import markdown_table, percent
 
 
 @dataclasses.dataclass
@@ -30,11 +31,8 @@ class RobustnessReport:
     attacks: dict
 
     def to_markdown(self, title: str | None = None) -> str:
-        lines = [f"### {title}", ""] if title else []
-        lines += ["| evaluation | accuracy |", "| --- | ---: |"]
-        lines += [f"| {name} | {100 * acc:.2f}% |" for name, acc in self.accuracy.items()]
-        lines += ["", f"{self.num_examples} examples."]
-        return "\n".join(lines)
+        table = markdown_table(["evaluation", "accuracy"], [[n, percent(a)] for n, a in self.accuracy.items()], title)
+        return f"{table}\n\n{self.num_examples} examples."
 
     def __str__(self) -> str:
         return self.to_markdown()
@@ -86,9 +84,9 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
         attacks = {repr(as_spec(a)): a for a in attacks}
     specs = {name: as_spec(spec) for name, spec in attacks.items()}
     def compiled(spec):
+        run = lambda x, y: spec(base, x, y, clip_min=clip_min, clip_max=clip_max)  # noqa: E731
         # reduce_retracing: the last, shorter batch does not trigger a second trace per attack
-        return tf.function(lambda x, y: spec(base, x, y, clip_min=clip_min, clip_max=clip_max),
-                           reduce_retracing=True)
+        return tf.function(run, reduce_retracing=True) if spec.traceable else run
 
     runners = {name: compiled(spec) for name, spec in specs.items()}
     predict = tf.function(lambda x: tf.argmax(base(x, training=False), axis=-1, output_type=tf.int32))

@@ -1,0 +1,213 @@
+"""Square: a score-based attack that needs no gradient (Andriushchenko et al., 2020, arXiv:1912.00049).
+
+Random search over square-shaped updates: each query changes one square window of the perturbation and
+keeps the change where it lowers the margin `z_y - max_{j != y} z_j`. The window's side shrinks on a fixed
+schedule of the query count (`p_init` is the starting fraction of pixels). Linf: the window gets a random
++-eps per channel (from vertical stripes at the start). L2: the window gets a "pseudo-Gaussian" bump
+with the mass of a second window moved into it, rescaled to keep the norm at eps.
+
+Only the model's outputs are used, so it runs on models whose gradients are missing, zero or masked;
+samples stop querying once fooled (the count of queries is per sample).
+
+Example:
+
+>>> import numpy as np
+>>> from keras_attdef import attacks, models
+>>> net = models.lenet()
+>>> x = np.random.rand(4, 28, 28, 1).astype("float32"); y = np.array([0, 1, 2, 3])
+>>> result = attacks.square(net, x, y, eps=0.3, queries=20, return_result=True)
+>>> bool(np.abs(result.x_adv - x).max() <= 0.3 + 1e-6), result.queries.shape
+(True, (4,))
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_attdef.attacks import engine
+from keras_attdef.attacks._checks import check_eps, check_labels, check_range
+from keras_attdef.attacks.objectives import margin as margin_of
+
+
+@dataclasses.dataclass
+class SquareResult:
+    """`x_adv` (numpy), `success` per sample, `queries` used per sample (the initial one included)."""
+
+    x_adv: np.ndarray
+    success: np.ndarray
+    queries: np.ndarray
+
+
+def window_fraction(p_init: float, query: int, queries: int) -> float:
+    """The schedule of the window's share of pixels: p_init halved at fixed points of the query budget."""
+    progress = int(query / queries * 10000)
+    for limit, divisor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
+                           (6000, 128), (8000, 256)):
+        if progress <= limit:
+            return p_init / divisor
+    return p_init / 512
+
+
+def _pseudo_gaussian(rows: int, cols: int) -> np.ndarray:
+    # Concentric rectangles around the centre, ring k weighted 1 / (k + 1)^2, unit L2 norm.
+    bump = np.zeros((rows, cols))
+    centre_r, centre_c = rows // 2, cols // 2
+    for k in range(max(rows // 2 + 1, cols // 2 + 1)):
+        bump[max(centre_r - k, 0):min(centre_r + k + 1, rows), max(centre_c - k, 0):min(centre_c + k + 1, cols)] += \
+            1.0 / (k + 1) ** 2
+    return bump / np.sqrt(np.sum(bump ** 2))
+
+
+def l2_window(side: int, rng: np.random.Generator) -> np.ndarray:
+    """Square L2's window pattern: a positive and a negative pseudo-Gaussian half, unit norm, random orientation."""
+    half = side // 2
+    pattern = np.concatenate([_pseudo_gaussian(half, side), -_pseudo_gaussian(side - half, side)], 0)
+    pattern /= np.sqrt(np.sum(pattern ** 2))
+    return pattern.T if rng.random() > 0.5 else pattern
+
+
+def _window_masks(batch, height, width, side):
+    """Random top-left corners per sample and the `(batch, h, w, 1)` mask of each window."""
+    top = tf.random.uniform([batch], 0, height - side + 1, tf.int32)
+    left = tf.random.uniform([batch], 0, width - side + 1, tf.int32)
+    rows = tf.range(height)[None, :]
+    cols = tf.range(width)[None, :]
+    in_rows = tf.logical_and(rows >= top[:, None], rows < top[:, None] + side)
+    in_cols = tf.logical_and(cols >= left[:, None], cols < left[:, None] + side)
+    mask = tf.logical_and(in_rows[:, :, None], in_cols[:, None, :])[..., None]
+    return top, left, tf.cast(mask, tf.float32)
+
+
+def _place(pattern, top, left, height, width):
+    """Puts an `(s, s)` pattern at each sample's corner of a zero `(batch, h, w, 1)` image."""
+    side = tf.shape(pattern)[0]
+    r = tf.range(height)[None, :] - top[:, None]
+    c = tf.range(width)[None, :] - left[:, None]
+    valid = tf.logical_and(tf.logical_and(r[:, :, None] >= 0, r[:, :, None] < side),
+                           tf.logical_and(c[:, None, :] >= 0, c[:, None, :] < side))
+    rr = tf.clip_by_value(r, 0, side - 1)[:, :, None] * tf.ones_like(c)[:, None, :]
+    cc = tf.clip_by_value(c, 0, side - 1)[:, None, :] * tf.ones_like(r)[:, :, None]
+    values = tf.gather_nd(tf.convert_to_tensor(pattern, tf.float32), tf.stack([rr, cc], -1))
+    return tf.where(valid, values, 0.0)[..., None]
+
+
+def _channel_norm(t):
+    return tf.sqrt(tf.reduce_sum(tf.square(t), axis=[1, 2], keepdims=True) + 1e-12)
+
+
+def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_init: float | None = None,
+           seed: int | None = None, clip_min: float = 0.0, clip_max: float = 1.0, return_result: bool = False,
+           progress: bool = False):
+    """Square attack, Linf or L2, untargeted, on the margin loss.
+
+    Args:
+        model: a Keras model returning logits (or any callable `model(x, training=False)`).
+        x: clean batch `(batch, h, w, c)` in [clip_min, clip_max].
+        y: true labels.
+        eps: budget in `norm`.
+        queries: query budget per sample (5,000 in the standard AutoAttack).
+        norm: `"linf"` or `"l2"`.
+        p_init: starting share of pixels changed per query (default 0.8 for Linf, 0.1 for L2, as AutoAttack).
+        seed: seeds window positions and signs.
+        clip_min: smallest valid input value.
+        clip_max: largest valid input value.
+        return_result: return a `SquareResult` (with success and queries per sample) instead of the batch.
+        progress: show a progress bar over queries.
+
+    Returns:
+        The adversarial batch (a tensor), or a `SquareResult`.
+    """
+    check_eps(eps)
+    if norm not in engine.NORMS:
+        raise ValueError(f"Unknown norm {norm!r}; choose one of {engine.NORMS}.")
+    if int(queries) < 1:
+        raise ValueError(f"queries must be >= 1, got {queries}.")
+    x = check_range(tf.convert_to_tensor(x, tf.float32), clip_min, clip_max)
+    if x.shape.rank != 4:
+        raise ValueError(f"Square needs images (batch, h, w, c), got shape {x.shape}.")
+    y = check_labels(y, x, getattr(model, "output_shape", [None])[-1])
+    p_init = (0.8 if norm == "linf" else 0.1) if p_init is None else float(p_init)
+    rng = np.random.default_rng(seed)
+    if seed is not None:
+        tf.random.set_seed(seed)
+    batch, height, width, channels = (int(d) for d in x.shape)
+    eps = float(eps)
+
+    @tf.function(reduce_retracing=True)
+    def margins(points):
+        return margin_of(model(points, training=False), y) * -1.0  # z_y - max other: < 0 means fooled
+
+    # Start: vertical stripes of +-eps (Linf), or a grid of pseudo-Gaussian bumps scaled to eps (L2).
+    if norm == "linf":
+        stripes = rng.choice([-eps, eps], size=(batch, 1, width, channels)).astype(np.float32)
+        best = tf.clip_by_value(x + stripes, clip_min, clip_max)
+    else:
+        side = max(height // 5, 1)
+        delta = np.zeros((batch, height, width, channels), np.float32)
+        for r in range(0, height - side + 1, side):
+            for c in range(0, width - side + 1, side):
+                bump = _pseudo_gaussian(side, side)[None, :, :, None]
+                delta[:, r:r + side, c:c + side, :] += bump * rng.choice([-1.0, 1.0], size=(batch, 1, 1, channels))
+        delta = tf.constant(delta)
+        best = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
+    best_margin = margins(best)
+    used = tf.ones([batch], tf.int32)
+
+    @tf.function(reduce_retracing=True)
+    def linf_step(best, best_margin, used, side):
+        active = best_margin > 0
+        _, _, mask = _window_masks(batch, height, width, side)
+        signs = tf.sign(tf.random.uniform([batch, 1, 1, channels], -1.0, 1.0))
+        candidate = tf.clip_by_value(best * (1 - mask) + (x + eps * signs) * mask, clip_min, clip_max)
+        candidate = engine.project(candidate, x, eps, "linf", clip_min, clip_max)
+        return _accept(candidate, best, best_margin, used, active)
+
+    @tf.function(reduce_retracing=True)
+    def l2_step(best, best_margin, used, pattern):
+        active = best_margin > 0
+        side = tf.shape(pattern)[0]
+        delta = best - x
+        top, left, window = _window_masks(batch, height, width, side)
+        _, _, second = _window_masks(batch, height, width, side)
+        union = tf.maximum(window, second)
+        image_norm = engine.per_sample_norm(delta)
+        union_norm = _channel_norm(delta * union)
+        old = delta * window / _channel_norm(delta * window)
+        bump = _place(pattern, top, left, height, width) * tf.sign(tf.random.uniform([batch, 1, 1, channels], -1, 1))
+        new = bump + old
+        scale = tf.sqrt(tf.maximum(eps ** 2 - image_norm ** 2, 0.0) / channels + union_norm ** 2)
+        new = new / _channel_norm(new) * scale
+        delta = delta * (1 - union) + new * window
+        candidate = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
+        return _accept(candidate, best, best_margin, used, active)
+
+    def _accept(candidate, best, best_margin, used, active):
+        candidate_margin = margins(candidate)
+        better = tf.logical_and(active, candidate_margin < best_margin)
+        best = tf.where(engine.expand_to(better, x), candidate, best)
+        return best, tf.where(better, candidate_margin, best_margin), used + tf.cast(active, tf.int32)
+
+    steps = range(1, int(queries))
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="square", unit="query")
+    features = height * width * channels
+    for query in steps:
+        if not bool(tf.reduce_any(best_margin > 0)):
+            break
+        p = window_fraction(p_init, query, int(queries))
+        if norm == "linf":
+            side = int(min(max(round(math.sqrt(p * features / channels)), 1), height - 1))
+            best, best_margin, used = linf_step(best, best_margin, used, tf.constant(side))
+        else:
+            side = int(max(round(math.sqrt(p * features / channels)), 3))
+            side = min(side + (1 - side % 2), height - 1 if (height - 1) % 2 else height - 2)
+            best, best_margin, used = l2_step(best, best_margin, used, tf.constant(l2_window(side, rng), tf.float32))
+    best = tf.stop_gradient(best)
+    if return_result:
+        return SquareResult(best.numpy(), (best_margin <= 0).numpy(), used.numpy())
+    return best

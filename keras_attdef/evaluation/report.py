@@ -1,0 +1,251 @@
+"""`evaluate`: one call from a model to a robustness report you can cite (Markdown, JSON and PNG plots).
+
+The report holds clean accuracy; each attack of the suite run alone; the per-sample worst case over all
+of them (for the `"autoattack"` suite, the AutoAttack-style figure); accuracy against the budget and
+against the number of attack steps; a loss landscape along an adversarial and a random direction
+(as Figure 6 of arXiv:1908.11435 and Figure 7 of the ATAT paper draw it); black-box transfer from a source
+model when one is given; and the masking audit's flags, which travel with every figure.
+
+Example:
+
+>>> import numpy as np
+>>> from keras_attdef import models
+>>> from keras_attdef.evaluation import evaluate
+>>> x = np.random.rand(6, 28, 28, 1).astype("float32"); y = np.arange(6)
+>>> report = evaluate(models.lenet(), x, y, eps=0.3, suite="quick", progress=False)
+>>> report.accuracy["worst case"] <= report.accuracy["clean"]
+True
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_attdef.attacks._checks import check_eps
+from keras_attdef.attacks.engine import objective_gradient
+from keras_attdef.attacks.objectives import classification_objective
+from keras_attdef.attacks.spec import AttackSpec
+from keras_attdef.evaluation.audit import curve_checks, model_checks
+from keras_attdef.evaluation.autoattack import suite as autoattack_suite
+from keras_attdef.evaluation.inputs import check_inputs
+from keras_attdef.evaluation.robustness import evaluate_robustness
+from keras_attdef.tables import markdown_table, percent
+
+SUITES = ("autoattack", "fast", "quick")
+# Attacks that use no gradient of the evaluated model: the audit compares them with the white-box ones.
+BLACK_BOX = ("square", "transfer")
+
+
+def suite_attacks(eps: float, norm: str = "linf", suite: str = "autoattack", seed: int = 0) -> dict:
+    """The attacks of a suite by row name: FGSM and PGD beside the AutoAttack-style parts.
+
+    `"autoattack"`: FGSM, PGD-20, PGD-100 and the standard parts (APGD-CE, APGD-T, Square); `"fast"`:
+    FGSM, PGD-20 and the fast parts; `"quick"`: FGSM, PGD-10 and APGD-CE with 20 steps (smoke tests).
+    """
+    if suite not in SUITES:
+        raise ValueError(f"Unknown suite {suite!r}; choose one of {SUITES}.")
+    rows = {"FGSM": AttackSpec("fgsm", eps=eps)} if norm == "linf" else {}
+    if suite == "quick":
+        rows["PGD-10"] = AttackSpec("pgd", eps=eps, steps=10, norm=norm)
+        rows["APGD-CE (20 steps)"] = AttackSpec("apgd_ce", eps=eps, steps=20, norm=norm)
+        return rows
+    rows["PGD-20"] = AttackSpec("pgd", eps=eps, steps=20, norm=norm)
+    if suite == "autoattack":
+        rows["PGD-100"] = AttackSpec("pgd", eps=eps, steps=100, norm=norm)
+    rows.update(autoattack_suite(eps, norm, "standard" if suite == "autoattack" else "fast", seed=seed))
+    return rows
+
+
+@dataclasses.dataclass
+class EvaluationReport:
+    """Everything `evaluate` measured; `to_markdown`, `to_dict` and `save` write it out."""
+
+    label: str
+    eps: float
+    norm: str
+    num_examples: int
+    accuracy: dict
+    attacks: dict
+    eps_curve: dict
+    steps_curve: dict
+    flags: dict
+    landscape: dict
+    seconds: float
+
+    @property
+    def raised(self) -> list:
+        """Names of the audit flags raised."""
+        return [name for name, flag in self.flags.items() if flag.raised]
+
+    def to_markdown(self) -> str:
+        lines = [f"### Robustness: {self.label}", "",
+                 markdown_table(["evaluation", "accuracy"], [[n, percent(a)] for n, a in self.accuracy.items()]),
+                 "", f"{self.num_examples} examples, {self.norm} eps={self.eps:g}; worst case: per point over every "
+                 f"row; {self.seconds:.0f} s.", "", "Accuracy against the budget (PGD-20): "
+                 + ", ".join(f"{e:g}: {percent(a)}" for e, a in sorted(self.eps_curve.items())),
+                 "", "Accuracy against attack steps (PGD): "
+                 + ", ".join(f"{s}: {percent(a)}" for s, a in sorted(self.steps_curve.items())), "",
+                 "Masking audit: " + (", ".join(f"**{n}**" for n in self.raised) if self.raised else "no flag raised"),
+                 "", markdown_table(["check", "raised", "evidence"],
+                                    [[n, "yes" if f.raised else "no", f.detail] for n, f in self.flags.items()])]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "eps": self.eps, "norm": self.norm, "num_examples": self.num_examples,
+                "accuracy": self.accuracy, "attacks": self.attacks,
+                "eps_curve": {str(k): v for k, v in self.eps_curve.items()},
+                "steps_curve": {str(k): v for k, v in self.steps_curve.items()},
+                "flags": {n: dataclasses.asdict(f) for n, f in self.flags.items()}, "raised": self.raised,
+                "seconds": self.seconds}
+
+    def save(self, out) -> dict:
+        """Writes `report.md`, `report.json` and the PNG plots into `out`; returns their paths by name."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"markdown": out / "report.md", "json": out / "report.json"}
+        paths["markdown"].write_text(self.to_markdown() + "\n")
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
+        paths.update(plot_report(self, out))
+        return paths
+
+
+def plot_report(report: EvaluationReport, out: Path) -> dict:
+    """Accuracy against eps and steps, and the loss landscape, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    for name, curve, xlabel in (("accuracy_vs_eps", report.eps_curve, f"{report.norm} budget eps"),
+                                ("accuracy_vs_steps", report.steps_curve, "PGD steps")):
+        points = sorted(curve.items())
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        ax.plot([p[0] for p in points], [100 * p[1] for p in points], "o-", color="tab:blue")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        if name == "accuracy_vs_steps":
+            ax.set_xscale("log")
+        ax.set_title(report.label, fontsize=8)
+        fig.tight_layout()
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=120)
+        plt.close(fig)
+    grid = report.landscape
+    fig = plt.figure(figsize=(5, 4))
+    ax = fig.add_subplot(projection="3d")
+    a, b = np.meshgrid(grid["adversarial"], grid["random"], indexing="ij")
+    ax.plot_surface(a, b, np.asarray(grid["loss"]), cmap="viridis")
+    ax.set_xlabel("adversarial direction")
+    ax.set_ylabel("random direction")
+    ax.set_zlabel("cross-entropy")
+    ax.set_title(f"loss landscape (mean of {grid['images']} images)", fontsize=8)
+    fig.tight_layout()
+    paths["loss_landscape"] = out / "loss_landscape.png"
+    fig.savefig(paths["loss_landscape"], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def loss_landscape(model, x, y, eps: float, points: int = 21, images: int = 8, span: float = 1.5) -> dict:
+    """Mean cross-entropy over `images` points at x + a * d_adv + b * d_rand, a and b in [-span, span].
+
+    d_adv is eps times the sign of the loss's input gradient (the FGSM direction), d_rand eps times a
+    random sign pattern; inputs are not clipped, so the surface is the model's, not the data range's.
+    """
+    x = tf.constant(x[:images], tf.float32)
+    y = tf.constant(np.asarray(y[:images]), tf.int32)
+    adversarial = eps * tf.sign(objective_gradient(classification_objective(model, y), x))
+    random = eps * tf.sign(tf.random.stateless_uniform(tf.shape(x), seed=[0, 1], minval=-1.0, maxval=1.0))
+    steps = np.linspace(-span, span, points).astype(np.float32)
+    grid = np.zeros((points, points))
+    for i, a in enumerate(steps):
+        batch = tf.concat([x + a * adversarial + b * random for b in steps], 0)
+        logits = model(batch, training=False)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.tile(y, [points]), logits=logits)
+        grid[i] = tf.reduce_mean(tf.reshape(ce, [points, -1]), axis=1).numpy()
+    return {"adversarial": steps.tolist(), "random": steps.tolist(), "loss": grid.tolist(), "images": int(len(x))}
+
+
+def transfer_accuracy(source, target, x, y, attack, batch_size: int = 256) -> float:
+    """Black-box transfer: accuracy of `target` on adversarial examples `attack` makes on `source`.
+
+    Example (Table 6 of the AAD paper: examples from one model, tested on another):
+
+    >>> import numpy as np
+    >>> from keras_attdef import AttackSpec, models
+    >>> x = np.random.rand(4, 28, 28, 1).astype("float32"); y = np.arange(4)
+    >>> 0.0 <= transfer_accuracy(models.lenet(), models.lenet(), x, y, AttackSpec("fgsm", eps=0.1)) <= 1.0
+    True
+    """
+    from keras_attdef.attacks.spec import as_spec
+    from keras_attdef.evaluation.inputs import predict_labels
+
+    source = getattr(source, "base_model", source)
+    target = getattr(target, "base_model", target)
+    x, y = check_inputs(target, x, y)
+    spec = as_spec(attack)
+    adv = np.concatenate([np.asarray(spec(source, x[i:i + batch_size], y[i:i + batch_size]))
+                          for i in range(0, len(x), batch_size)])
+    return float(np.mean(predict_labels(target, adv, batch_size) == y))
+
+
+def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoattack", source_model=None,
+             eps_fractions=(0.25, 0.5, 0.75, 1.0, 1.25), steps_grid=(1, 2, 5, 10, 20, 50),
+             batch_size: int = 500, seed: int = 0, progress: bool = True, name: str | None = None) -> EvaluationReport:
+    """Evaluates a classifier's robustness with a suite of attacks, curves, a landscape and the masking audit.
+
+    Args:
+        model: a Keras classifier returning logits, or a `RobustModel`.
+        x: images in [0, 1].
+        y: integer labels.
+        eps: the budget of the table.
+        norm: `"linf"` or `"l2"`.
+        suite: `"autoattack"` (the standard parts alone and their per-sample worst case), `"fast"` or
+            `"quick"` (see `suite_attacks`).
+        source_model: if given, adds a black-box transfer row (PGD-20 examples made on it).
+        eps_fractions: budgets of the accuracy-vs-eps curve, as fractions of eps (0 is the clean point).
+        steps_grid: step counts of the accuracy-vs-steps curve (PGD at eps, step 2.5 eps / steps).
+        batch_size: points attacked at once.
+        seed: seeds every random start.
+        progress: progress bars.
+        name: a label for the model in the report.
+
+    Returns:
+        An `EvaluationReport`.
+    """
+    check_eps(eps)
+    start = time.time()
+    base = getattr(model, "base_model", model)
+    x, y = check_inputs(base, x, y)
+    tf.random.set_seed(seed)
+    attacks = suite_attacks(eps, norm, suite, seed)
+    table = evaluate_robustness(base, (x, y), attacks, batch_size=batch_size, progress=progress)
+    accuracy = dict(table.accuracy)
+    black_box = [n for n, spec in attacks.items() if spec.name in BLACK_BOX]
+    if source_model is not None:
+        accuracy["transfer (PGD-20 from source)"] = transfer_accuracy(
+            source_model, base, x, y, AttackSpec("pgd", eps=eps, steps=20, norm=norm), batch_size)
+        black_box.append("transfer (PGD-20 from source)")
+        accuracy["worst case"] = min(accuracy["worst case"], accuracy["transfer (PGD-20 from source)"])
+    curve_rows = {f"eps {f * eps:g}": AttackSpec("pgd", eps=f * eps, steps=20, norm=norm) for f in eps_fractions if f > 0}
+    curve_rows.update({f"steps {s}": AttackSpec("pgd", eps=eps, steps=s, norm=norm) for s in steps_grid})
+    curves = evaluate_robustness(base, (x, y), curve_rows, batch_size=batch_size, progress=progress).accuracy
+    eps_curve = {0.0: accuracy["clean"], **{f * eps: curves[f"eps {f * eps:g}"] for f in eps_fractions if f > 0}}
+    steps_curve = {s: curves[f"steps {s}"] for s in steps_grid}
+    white_box = [n for n in attacks if n not in black_box]
+    flags = {**model_checks(base, x, y),
+             **curve_checks({k: v for k, v in accuracy.items() if k not in ("clean", "worst case")}, accuracy["clean"],
+                            white_box, black_box, eps_curve, steps_curve)}
+    label = name or getattr(base, "name", "model")
+    if suite == "autoattack":
+        label += ", worst case = AutoAttack-style (standard parts without FAB-T)"
+    return EvaluationReport(label, float(eps), norm, len(y), accuracy, {n: s.get_config() for n, s in attacks.items()},
+                            eps_curve, steps_curve, flags, loss_landscape(base, x, y, eps), time.time() - start)

@@ -1,0 +1,124 @@
+"""The evaluation suite: APGD, Square, the AutoAttack-style cascade, the masking audit and the report."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from keras_attdef import AttackSpec, attacks, evaluate_robustness, models
+from keras_attdef.attacks.auto_pgd import checkpoint_intervals, dlr_loss, targeted_dlr_loss
+from keras_attdef.evaluation import autoattack, evaluate, model_checks
+
+
+def quantised(net, levels: int = 8):
+    """`net` behind an input quantiser whose gradient is zero everywhere (a deliberately masked model)."""
+    inputs = keras.Input(net.input_shape[1:])
+    rounded = keras.layers.Lambda(lambda t: tf.stop_gradient(tf.round(t * levels) / levels))(inputs)
+    return keras.Model(inputs, net(rounded), name="quantised")
+
+
+def test_checkpoints_follow_the_paper():
+    assert checkpoint_intervals(100) == [22, 19, 16, 13, 10, 7, 6, 6]
+    assert sum(checkpoint_intervals(100)) <= 100 and checkpoint_intervals(5) == [1, 1, 1, 1, 1]
+
+
+def test_dlr_losses_match_a_hand_computation():
+    logits = tf.constant([[4.0, 1.0, 3.0, 0.0, -1.0]])
+    # sorted: 4, 3, 1, 0, -1; label 0: -(4 - 3) / (4 - 1)
+    assert float(dlr_loss(logits, tf.constant([0]))[0]) == pytest.approx(-1 / 3)
+    # targeted at class 2: -(4 - 3) / (4 - (1 + 0) / 2)
+    assert float(targeted_dlr_loss(logits, tf.constant([0]), tf.constant([2]))[0]) == pytest.approx(-1 / 3.5)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.5)])
+def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_steps(trained_lenet, mnist_test, norm, eps):
+    x, y = mnist_test[0][:256], mnist_test[1][:256]
+    rows = {"pgd": AttackSpec("pgd", eps=eps, steps=20, norm=norm),
+            "apgd_ce": AttackSpec("apgd_ce", eps=eps, steps=20, norm=norm)}
+    accuracy = evaluate_robustness(trained_lenet, (x, y), rows, progress=False).accuracy
+    assert accuracy["apgd_ce"] <= accuracy["pgd"] + 0.01, accuracy
+    assert accuracy["apgd_ce"] < accuracy["clean"] - 0.1, accuracy
+
+
+def test_apgd_t_targets_the_runner_up_classes(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:128], mnist_test[1][:128]
+    accuracy = evaluate_robustness(trained_lenet, (x, y), {"t": AttackSpec("apgd_t", eps=0.15, steps=20,
+                                                                           num_targets=3)}, progress=False).accuracy
+    assert accuracy["t"] < accuracy["clean"] - 0.2, accuracy
+
+
+def test_square_needs_no_gradient(trained_lenet, mnist_test):
+    masked = quantised(trained_lenet)
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    rows = {"pgd": AttackSpec("pgd", eps=0.3, steps=10),
+            "square": AttackSpec("square", eps=0.3, queries=300, seed=0)}
+    accuracy = evaluate_robustness(masked, (x, y), rows, progress=False).accuracy
+    assert accuracy["clean"] > 0.9 and accuracy["pgd"] > 0.8  # the gradient is zero: PGD cannot move
+    assert accuracy["square"] < 0.05, accuracy
+    result = attacks.square(masked, x, y, eps=0.3, queries=300, seed=0, return_result=True)
+    assert result.queries.max() <= 300 and np.all(result.queries[result.success] >= 1)
+
+
+def test_square_l2_stays_in_the_ball_and_fools(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:32], mnist_test[1][:32]
+    result = attacks.square(trained_lenet, x, y, eps=3.0, norm="l2", queries=300, seed=1, return_result=True)
+    norms = np.linalg.norm((result.x_adv - x).reshape(len(x), -1), axis=1)
+    assert norms.max() <= 3.0 + 1e-4 and result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert result.success.mean() > 0.4  # 58% at 300 queries, 84% at 1,000, 94% at 3,000 when measured
+
+
+def test_autoattack_cascade_only_lowers_accuracy(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:96], mnist_test[1][:96]
+    result = autoattack(trained_lenet, x, y, eps=0.1, version="standard", steps=10, queries=100, progress=False)
+    values = list(result.accuracy.values())
+    assert all(a >= b for a, b in zip(values, values[1:])), result.accuracy
+    fooled = np.array([f is not None for f in result.fooled_by])
+    np.testing.assert_array_equal(fooled, ~result.robust)
+    predictions = np.argmax(trained_lenet.predict(result.x_adv, verbose=0), -1)
+    assert np.all(predictions[~result.robust] != y[~result.robust])  # every kept example really fools
+    assert np.abs(result.x_adv - x).max() <= 0.1 + 1e-6
+    assert "without FAB-T" in result.label
+
+
+def test_masking_audit_flags_a_masked_model_and_not_a_plain_one(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    masked = evaluate(quantised(trained_lenet), x, y, eps=0.3, suite="quick", progress=False,
+                      steps_grid=(1, 5), eps_fractions=(0.5, 1.0))
+    assert {"zero_gradients"} <= set(masked.raised), masked.to_markdown()
+    plain_flags = model_checks(trained_lenet, x, y)
+    assert not any(flag.raised for flag in plain_flags.values()), plain_flags
+    softmax = keras.Sequential([trained_lenet, keras.layers.Softmax()])
+    assert model_checks(softmax, x, y)["probabilities_not_logits"].raised
+    inputs = keras.Input((28, 28, 1))
+    noise = keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t), stddev=0.1))
+    noisy_model = keras.Model(inputs, trained_lenet(noise(inputs)))
+    assert model_checks(noisy_model, x, y)["randomised_outputs"].raised
+
+
+def test_masking_audit_flags_a_gradient_free_attack_beating_white_box(trained_lenet, mnist_test):
+    from keras_attdef.evaluation import curve_checks
+
+    flags = curve_checks({"PGD": 0.8, "Square": 0.1}, 0.95, ["PGD"], ["Square"], {0.0: 0.95, 0.1: 0.5, 0.3: 0.7},
+                         {1: 0.6, 10: 0.5})
+    assert flags["gradient_free_beats_white_box"].raised and flags["accuracy_grows_with_eps"].raised
+    assert not flags["accuracy_grows_with_steps"].raised and not flags["adversarial_above_clean"].raised
+
+
+def test_clear_errors_for_bad_input(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:8], mnist_test[1][:8]
+    with pytest.raises(ValueError, match="eps must be"):
+        autoattack(trained_lenet, x, y, eps=-0.1, progress=False)
+    with pytest.raises(ValueError, match="Unknown norm"):
+        autoattack(trained_lenet, x, y, eps=0.1, norm="l3", progress=False)
+    with pytest.raises(ValueError, match="Unknown AutoAttack version"):
+        autoattack(trained_lenet, x, y, eps=0.1, version="strong", progress=False)
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 9\]"):
+        autoattack(trained_lenet, x, y + 10, eps=0.1, progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        autoattack(trained_lenet, np.where(x > 0.5, np.nan, x), y, eps=0.1, progress=False)
+    features = keras.Model(trained_lenet.inputs, trained_lenet.get_layer("conv2").output)
+    with pytest.raises(ValueError, match="class logits"):
+        autoattack(features, x, y, eps=0.1, progress=False)
+    with pytest.raises(ValueError, match="eps must be"):
+        attacks.square(trained_lenet, x, y, eps=-1.0)
+    with pytest.raises(ValueError, match="Unknown APGD loss"):
+        attacks.apgd(trained_lenet, x, y, eps=0.1, loss="hinge")
