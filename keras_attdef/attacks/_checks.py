@@ -51,7 +51,8 @@ def check_labels(y, x, num_classes: int | None = None):
     """Returns integer labels of shape (batch,) from (batch,), (batch, 1) or one-hot (batch, k).
 
     Raises:
-        ValueError: the labels' batch size or shape does not fit `x`.
+        ValueError: the labels' batch size or shape does not fit `x`, or (eagerly, with `num_classes`) a label
+            is outside [0, num_classes).
     """
     y = tf.convert_to_tensor(y)
     if y.shape.rank == 2 and y.shape[-1] not in (1, None) and (num_classes is None or y.shape[-1] == num_classes):
@@ -67,4 +68,11 @@ def check_labels(y, x, num_classes: int | None = None):
         raise ValueError(f"Got {x.shape[0]} inputs but {y.shape[0]} labels; they must match one to one.")
     if y.dtype.is_floating:
         y = tf.cast(tf.round(y), tf.int32)
-    return tf.cast(y, tf.int32)
+    y = tf.cast(y, tf.int32)
+    # values can only be read eagerly; inside a traced step the labels come from the user's data pipeline
+    if num_classes and tf.executing_eagerly() and y.shape[0]:
+        low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"Labels must lie in [0, {num_classes - 1}] for a {num_classes}-class model; got "
+                             f"values in [{low}, {high}].")
+    return y

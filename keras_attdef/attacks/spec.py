@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from keras_attdef.attacks import auto_pgd, gradient, square_attack
+from keras_attdef.attacks import auto_pgd, carlini_wagner, gradient, jsma, square_attack
 
 _REGISTRY: dict[str, Callable] = {
     "fgsm": gradient.fgsm,
@@ -28,9 +28,11 @@ _REGISTRY: dict[str, Callable] = {
     "apgd_dlr": auto_pgd.apgd_dlr,
     "apgd_t": auto_pgd.apgd_t,
     "square": square_attack.square,
+    "cw_l2": carlini_wagner.carlini_wagner_l2,
+    "jsma": jsma.jsma,
 }
 # Attacks that run a Python loop (eagerly, between model calls) and so cannot be wrapped in tf.function.
-_EAGER: set[str] = {"square"}
+_EAGER: set[str] = {"square", "cw_l2", "jsma"}
 # Arguments measured in input units: a budget ramp scales them together with eps.
 _LENGTHS = ("eps", "step_size", "alpha")
 

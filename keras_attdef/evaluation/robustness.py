@@ -85,8 +85,10 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     specs = {name: as_spec(spec) for name, spec in attacks.items()}
     def compiled(spec):
         run = lambda x, y: spec(base, x, y, clip_min=clip_min, clip_max=clip_max)  # noqa: E731
-        # reduce_retracing: the last, shorter batch does not trigger a second trace per attack
-        return tf.function(run, reduce_retracing=True) if spec.traceable else run
+        # reduce_retracing: the last, shorter batch does not trigger a second trace per attack.
+        # autograph=False: attacks are written for graph mode already (Python loops, tf.while_loop), and
+        # AutoGraph converting the AttackSpec callable has resolved the wrong method after a Keras fit.
+        return tf.function(run, reduce_retracing=True, autograph=False) if spec.traceable else run
 
     runners = {name: compiled(spec) for name, spec in specs.items()}
     predict = tf.function(lambda x: tf.argmax(base(x, training=False), axis=-1, output_type=tf.int32))
