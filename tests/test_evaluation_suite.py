@@ -76,7 +76,46 @@ def test_autoattack_cascade_only_lowers_accuracy(trained_lenet, mnist_test):
     predictions = np.argmax(trained_lenet.predict(result.x_adv, verbose=0), -1)
     assert np.all(predictions[~result.robust] != y[~result.robust])  # every kept example really fools
     assert np.abs(result.x_adv - x).max() <= 0.1 + 1e-6
-    assert "without FAB-T" in result.label
+    assert list(result.seconds) == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
+    assert result.label.startswith("AutoAttack-style (standard)")
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_projection_lands_on_the_hyperplane_with_the_smallest_step(norm):
+    from keras_attdef.attacks.fab import project_on_hyperplane
+
+    rng = np.random.default_rng(0)
+    point = tf.constant(rng.uniform(0.2, 0.8, (5, 6)), tf.float32)
+    w = tf.constant(rng.normal(size=(5, 6)), tf.float32)
+    c = tf.constant(rng.normal(size=5) * 0.1, tf.float32)
+    step = project_on_hyperplane(point, w, c, norm, 0.0, 1.0).numpy()
+    np.testing.assert_allclose(np.sum(w.numpy() * step, -1), c.numpy(), atol=1e-5)
+    assert np.all(point.numpy() + step >= -1e-7) and np.all(point.numpy() + step <= 1 + 1e-7)
+    # no box constraint active: the closed forms |c| / ||w||_dual
+    dual = np.abs(w.numpy()).sum(-1) if norm == "linf" else np.linalg.norm(w.numpy(), axis=-1)
+    size = np.abs(step).max(-1) if norm == "linf" else np.linalg.norm(step, axis=-1)
+    np.testing.assert_allclose(size, np.abs(c.numpy()) / dual, rtol=1e-4)
+    # out of reach: the box's best corner
+    far = project_on_hyperplane(point, w, tf.fill([5], 100.0), norm, 0.0, 1.0).numpy()
+    np.testing.assert_allclose(point.numpy() + far, (w.numpy() > 0).astype(np.float32), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.5)])
+def test_fab_t_finds_small_changes_inside_the_budget(trained_lenet, mnist_test, norm, eps):
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    x_adv, norms = attacks.fab_t(trained_lenet, x, y, eps=eps, steps=30, norm=norm, num_targets=3,
+                                 return_norms=True)
+    x_adv, norms = x_adv.numpy(), norms.numpy()
+    change = (np.abs(x_adv - x).reshape(64, -1).max(1) if norm == "linf"
+              else np.linalg.norm((x_adv - x).reshape(64, -1), axis=1))
+    assert change.max() <= eps * (1 + 1e-5)
+    fooled = np.argmax(trained_lenet.predict(x_adv, verbose=0), -1) != y
+    assert np.all(fooled == (norms <= eps * (1 + 1e-6)))  # fooled exactly where a change within eps was found
+    np.testing.assert_allclose(change[fooled & (norms > 0)], norms[fooled & (norms > 0)], rtol=1e-4)
+    accuracy = 1 - fooled.mean()
+    pgd = np.mean(np.argmax(trained_lenet.predict(attacks.pgd(trained_lenet, x, y, eps=eps, steps=30, norm=norm),
+                                                  verbose=0), -1) == y)
+    assert accuracy <= pgd + 0.1, (accuracy, pgd)  # a minimal-norm attack: close to PGD at the budget
 
 
 def test_masking_audit_flags_a_masked_model_and_not_a_plain_one(trained_lenet, mnist_test):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from keras_attdef.attacks import auto_pgd, carlini_wagner, gradient, jsma, square_attack
+from keras_attdef.attacks import auto_pgd, carlini_wagner, fab, gradient, jsma, square_attack
 
 _REGISTRY: dict[str, Callable] = {
     "fgsm": gradient.fgsm,
@@ -27,6 +27,7 @@ _REGISTRY: dict[str, Callable] = {
     "apgd_ce": auto_pgd.apgd_ce,
     "apgd_dlr": auto_pgd.apgd_dlr,
     "apgd_t": auto_pgd.apgd_t,
+    "fab_t": fab.fab_t,
     "square": square_attack.square,
     "cw_l2": carlini_wagner.carlini_wagner_l2,
     "jsma": jsma.jsma,

@@ -246,6 +246,6 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
                             white_box, black_box, eps_curve, steps_curve)}
     label = name or getattr(base, "name", "model")
     if suite == "autoattack":
-        label += ", worst case = AutoAttack-style (standard parts without FAB-T)"
+        label += ", worst case = AutoAttack-style (standard parts: APGD-CE, APGD-T, FAB-T, Square)"
     return EvaluationReport(label, float(eps), norm, len(y), accuracy, {n: s.get_config() for n, s in attacks.items()},
                             eps_curve, steps_curve, flags, loss_landscape(base, x, y, eps), time.time() - start)
