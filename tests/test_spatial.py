@@ -39,7 +39,9 @@ def test_warp_interval_bounds_are_sound_against_brute_force():
 def test_warp_intervals_are_attained_and_errors():
     x = np.random.default_rng(1).random((3, 4, 4, 1))
     low, high = warp_intervals(x, 0.0)
-    np.testing.assert_allclose(low, x - 1e-6) and np.testing.assert_allclose(high, x + 1e-6)
+    # attained up to the margins: 1e-6 for float64, and the float32 slacks (coordinate ~7e-7 px here, value ~4e-7)
+    assert np.all(low <= x - 1e-6) and np.all(low >= x - 3e-6)
+    assert np.all(high >= x + 1e-6) and np.all(high <= x + 3e-6)
     with pytest.raises(ValueError, match=">= 0"):
         warp_intervals(x, -0.1)
     with pytest.raises(ValueError, match="exceed the image"):

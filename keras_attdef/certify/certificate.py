@@ -7,6 +7,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_attdef.certify.domain import check_images, network_slack, range_tolerance
 from keras_attdef.certify.dual import SAFETY, pair_block, pair_bound, relaxation_lower_bound
 from keras_attdef.certify.network import as_weights, two_layer_weights
 
@@ -24,8 +25,11 @@ class Certificate:
 
 
 def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", iterations: int = 50,
-                stop_at_failure: bool = False) -> Certificate:
+                stop_at_failure: bool = False, clip_min: float = 0.0, clip_max: float = 1.0) -> Certificate:
     """Certifies that no input in [low, high] (flattened like the model's input) changes the class `label`.
+
+    The statement covers the network evaluated in IEEE float32 (`domain.network_slack` is added to every
+    margin), not only in exact arithmetic.
 
     Args:
         model_or_weights: a dense-relu-dense Keras model or its `(W, b, V, c)`.
@@ -38,11 +42,18 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", 
             reached get `inf`): its bound is >= 0, or a point of the relaxation already exceeds the
             margin (`relaxation_lower_bound`). Pairs whose bound at the starting duals certifies skip
             the optimisation.
+        clip_min: smallest valid input value: the box's centre must lie in [clip_min, clip_max] (the box
+            may reach past it).
+        clip_max: largest valid input value.
 
     Returns:
         A `Certificate`.
+
+    Raises:
+        ValueError: bounds of the wrong size, NaN or reversed, or a centre outside [clip_min, clip_max].
     """
-    w, b, v_all, c_all = as_weights(model_or_weights)
+    weights = as_weights(model_or_weights)
+    w, b, v_all, c_all = weights
     low = np.asarray(low, np.float64).reshape(-1)
     high = np.asarray(high, np.float64).reshape(-1)
     if low.shape != high.shape or low.size != w.shape[1]:
@@ -52,9 +63,19 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", 
     if method not in ("eigen", "sdp"):
         raise ValueError(f"method must be 'eigen' or 'sdp', got {method!r}.")
     centre, radius = (low + high) / 2, (high - low) / 2
+    # The box itself is certified as given (parts outside the range only make it larger, so the statement
+    # stays sound); a centre outside the range means inputs in other units (0-255, standardised).
+    tolerance = range_tolerance(clip_min, clip_max)
+    if centre.min() < clip_min - tolerance or centre.max() > clip_max + tolerance:
+        raise ValueError(f"The box's centre must lie in the input range [{clip_min:g}, {clip_max:g}]; got values "
+                         f"in [{centre.min():.4g}, {centre.max():.4g}]. Rescale the inputs to that range (undo "
+                         "normalisation, divide 0-255 pixels by 255) or pass clip_min/clip_max for the "
+                         "range the network was trained on.")
     hidden = np.maximum(w @ centre + b, 0)
     margins = v_all @ hidden + c_all - (v_all[label] @ hidden + c_all[label])
     margins = margins + SAFETY * (1.0 + np.abs(v_all) @ hidden + np.abs(c_all))  # float64 rounding
+    slack = network_slack(weights, low, high)
+    margins = margins + slack + slack[label]  # the float32 logits of any input in the box
     # Inputs whose radius is only the rounding margin (e.g. background pixels no flow can change) leave
     # the SDP; the relu is 1-Lipschitz, so they move margin j by at most sum_k r_k |V_j - V_label| |W_:k|.
     tiny = radius <= TINY_RADIUS
@@ -125,17 +146,45 @@ def pair_bounds(model_or_weights, radius, method: str = "eigen", iterations: int
     return table
 
 
-def certified_by_table(logits, labels, table):
-    """Boolean per sample: correct and f_j - f_y + B[y, j] / 4 < 0 for every j != y (see `pair_bounds`)."""
+def certified_by_table(logits, labels, table, slack=None):
+    """Boolean per sample: correct and f_j - f_y + B[y, j] / 4 < 0 for every j != y (see `pair_bounds`).
+
+    Args:
+        logits: the float32 logits of the box centres.
+        labels: the labels.
+        table: `pair_bounds`' table.
+        slack: per sample and class, a float32 error bound of the logits (`table_slack`); without it the
+            statement is about the network in exact arithmetic at the centre's exact logits.
+    """
     logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
     rows = np.arange(len(labels))
     worst = logits - logits[rows, labels][:, None] + 0.25 * table[labels]
+    if slack is not None:
+        worst = worst + slack + slack[rows, labels][:, None]
     worst[rows, labels] = -np.inf
     return (worst.max(-1) < 0) & (logits.argmax(-1) == labels)
 
 
+def table_slack(model_or_weights, x, radius, clip_min: float = 0.0, clip_max: float = 1.0) -> np.ndarray:
+    """Per image and class, the float32 error bound `certified_by_table` needs for boxes x +- radius.
+
+    It covers both the float32 logits of the centre (against exact ones) and the float32 evaluation of any
+    input of the box.
+
+    Raises:
+        ValueError: images not in [clip_min, clip_max] or not of the network's input size.
+    """
+    weights = as_weights(model_or_weights)
+    x = check_images(x, (None, *np.shape(x)[1:]), clip_min, clip_max).reshape(len(x), -1)
+    if x.shape[1] != weights[0].shape[1]:
+        raise ValueError(f"Images of {x.shape[1]} values do not fit a network with {weights[0].shape[1]} inputs.")
+    return np.stack([network_slack(weights, image, image) + network_slack(weights, image - radius, image + radius)
+                     for image in x])
+
+
 def certify_flow(model_or_weights, x, label: int, budget: float | None = None, rho=None,
-                 method: str = "eigen", iterations: int = 50, stop_at_failure: bool = False) -> Certificate:
+                 method: str = "eigen", iterations: int = 50, stop_at_failure: bool = False,
+                 clip_min: float = 0.0, clip_max: float = 1.0) -> Certificate:
     """Certifies one image against every flow of the threat set.
 
     Threat set: per-pixel flows with |du_i|, |dv_i| <= rho_i; with `budget`, rho_i comes from the
@@ -144,36 +193,47 @@ def certify_flow(model_or_weights, x, label: int, budget: float | None = None, r
 
     Args:
         model_or_weights: dense-relu-dense Keras model or its `(W, b, V, c)`.
-        x: one image `(h, w, c)` in [0, 1].
+        x: one image `(h, w, c)` in [clip_min, clip_max] (undo any normalisation first).
         label: its class.
         budget: flow-loss budget (ellipsoid), or
         rho: a per-pixel box (number or `(h, w)` array) instead.
         method: `"eigen"` or `"sdp"`.
         iterations: optimiser iterations per class pair.
         stop_at_failure: see `certify_box`.
+        clip_min: smallest valid pixel value (warped pixels are clipped to the range).
+        clip_max: largest valid pixel value.
 
     Raises:
-        ValueError: not one image, both or neither of budget and rho, a negative budget, an image too
-            large for the ellipsoid box (`flow.ellipsoid_box`), or flows wider than the image.
+        ValueError: not one image of the network's input size, NaN or values outside [clip_min, clip_max],
+            both or neither of budget and rho, a negative budget, an image too large for the ellipsoid
+            box (`flow.ellipsoid_box`), or flows wider than the image.
     """
     from keras_attdef.certify.intervals import warp_intervals
     from keras_attdef.flow import ellipsoid_box
 
+    weights = as_weights(model_or_weights)
     x = np.asarray(x, np.float64)
-    if x.ndim != 3:
-        raise ValueError(f"Expected one image (h, w, c), got shape {x.shape}.")
+    if x.ndim != 3 or x.size != weights[0].shape[1]:
+        raise ValueError(f"Expected one image (h, w, c) of {weights[0].shape[1]} values (the network's input), "
+                         f"got shape {x.shape}.")
+    x = check_images(x, x.shape, clip_min, clip_max, "image")
     if (budget is None) == (rho is None):
         raise ValueError("Give exactly one of budget (flow-loss ellipsoid) or rho (per-pixel box).")
     if rho is None:
         rho = ellipsoid_box(x.shape[0], x.shape[1], budget)
-    low, high = warp_intervals(x[None], rho)
-    return certify_box(model_or_weights, np.clip(low, 0, 1), np.clip(high, 0, 1), label, method, iterations,
-                       stop_at_failure)
+    low, high = warp_intervals(x[None], rho, clip_min=clip_min, clip_max=clip_max)
+    return certify_box(weights, np.clip(low, clip_min, clip_max), np.clip(high, clip_min, clip_max), label,
+                       method, iterations, stop_at_failure, clip_min, clip_max)
 
 
 def certify_images(model: keras.Model, x, y, budget: float | None = None, rho=None, method: str = "eigen",
-                   iterations: int = 50, progress: bool = True) -> np.ndarray:
+                   iterations: int = 50, progress: bool = True, clip_min: float = 0.0,
+                   clip_max: float = 1.0) -> np.ndarray:
     """Per image: correctly classified and certified (`certify_flow`, stopping at the first failing class).
+
+    Raises:
+        ValueError: images not shaped `(n, *model input)`, NaN or out of [clip_min, clip_max]; labels not
+            one per image or out of the class range; or any error of `certify_flow`.
 
     Example:
 
@@ -186,16 +246,23 @@ def certify_images(model: keras.Model, x, y, budget: float | None = None, rho=No
     from tqdm.auto import tqdm
 
     weights = two_layer_weights(model)
-    predictions = np.argmax(model.predict(np.asarray(x, np.float32), verbose=0), -1)
+    x = check_images(x, (None, *model.input_shape[1:]), clip_min, clip_max)
+    y = np.asarray(y).reshape(-1)
+    classes = weights[2].shape[0]
+    if len(y) != len(x) or not np.all((y >= 0) & (y < classes) & (y == np.round(y))):
+        raise ValueError(f"Expected {len(x)} integer labels in [0, {classes - 1}], got {len(y)} labels in "
+                         f"[{y.min() if len(y) else None}, {y.max() if len(y) else None}].")
+    predictions = np.argmax(model.predict(x.astype(np.float32), verbose=0), -1)
     certified = np.zeros(len(x), bool)
     for i in tqdm(range(len(x)), disable=not progress, desc="certify", unit="image"):
         if predictions[i] == int(y[i]):
             certified[i] = certify_flow(weights, x[i], int(y[i]), budget, rho, method, iterations,
-                                        stop_at_failure=True).certified
+                                        stop_at_failure=True, clip_min=clip_min, clip_max=clip_max).certified
     return certified
 
 
 def certified_accuracy(model: keras.Model, x, y, budget: float | None = None, rho=None, method: str = "eigen",
-                       progress: bool = True) -> float:
+                       progress: bool = True, clip_min: float = 0.0, clip_max: float = 1.0) -> float:
     """Share of images that are correctly classified and certified (see `certify_images`)."""
-    return float(np.mean(certify_images(model, x, y, budget, rho, method, progress=progress)))
+    return float(np.mean(certify_images(model, x, y, budget, rho, method, progress=progress, clip_min=clip_min,
+                                        clip_max=clip_max)))
