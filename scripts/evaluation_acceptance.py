@@ -16,7 +16,7 @@ Rows (each a list of per-point results, stored per chunk of --chunk points as so
   art_apgd_dlr  ART's APGD with the DLR loss (ours: apgd_dlr)
   apgd_dlr      ours, DLR loss, 100 steps
   art_square    ART's SquareAttack (5,000 queries)
-  cw_l2         C&W-L2 (1,000 Adam steps x 5 search rounds from c = 0.1): success and L2 per point
+  cw_l2         C&W-L2 (200 Adam steps at lr 0.05 x 6 search rounds from c = 0.1): success and L2 per point
   art_cw_l2     ART's CarliniL2Method on the same points
   jsma          JSMA (gamma 0.15, random targets): success and pixels changed per point
   art_jsma      ART's SaliencyMapMethod with our targets
@@ -37,6 +37,9 @@ from keras_attdef import attacks, datasets
 from keras_attdef.evaluation.autoattack import autoattack
 from keras_attdef.evaluation.inputs import predict_labels
 from keras_attdef.experiments import ResultStore
+
+
+CW_STEPS, CW_SEARCH, CW_LR = 200, 6, 0.05  # ours and ART's alike
 
 
 def zero_gradient(net, levels: int = 255):
@@ -74,8 +77,8 @@ def rows(net, eps, seed):
     def art_cw(x, y):
         from art.attacks.evasion import CarliniL2Method
 
-        x_adv = CarliniL2Method(_art(net, eps), confidence=0.0, learning_rate=0.01, binary_search_steps=5,
-                                max_iter=1000, initial_const=0.1, batch_size=len(x), verbose=False).generate(x)
+        x_adv = CarliniL2Method(_art(net, eps), confidence=0.0, learning_rate=CW_LR, binary_search_steps=CW_SEARCH,
+                                max_iter=CW_STEPS, initial_const=0.1, batch_size=len(x), verbose=False).generate(x)
         success = predict_labels(net, x_adv) != y
         return {"success": success.tolist(), "l2": np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(1)).tolist()}
 
@@ -112,8 +115,9 @@ def rows(net, eps, seed):
         "art_apgd_ce": art_apgd("cross_entropy"),
         "art_apgd_dlr": art_apgd("difference_logits_ratio"),
         "art_square": art_square,
-        "cw_l2": lambda x, y: minimal(attacks.carlini_wagner_l2(net, x, y, steps=1000, search_steps=5,
-                                                                initial_const=0.1, return_result=True), x),
+        "cw_l2": lambda x, y: minimal(attacks.carlini_wagner_l2(net, x, y, steps=CW_STEPS, search_steps=CW_SEARCH,
+                                                                initial_const=0.1, learning_rate=CW_LR,
+                                                                return_result=True), x),
         "art_cw_l2": art_cw,
         "jsma": lambda x, y: minimal(attacks.jsma(net, x, y, gamma=0.15, seed=seed, return_result=True), x),
         "art_jsma": art_jsma,
