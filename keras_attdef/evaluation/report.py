@@ -44,7 +44,7 @@ BLACK_BOX = ("square", "transfer")
 def suite_attacks(eps: float, norm: str = "linf", suite: str = "autoattack", seed: int = 0) -> dict:
     """The attacks of a suite by row name: FGSM and PGD beside the AutoAttack-style parts.
 
-    `"autoattack"`: FGSM, PGD-20, PGD-100 and the standard parts (APGD-CE, APGD-T, Square); `"fast"`:
+    `"autoattack"`: FGSM, PGD-20, PGD-100 and the standard parts (APGD-CE, APGD-T, FAB-T, Square); `"fast"`:
     FGSM, PGD-20 and the fast parts; `"quick"`: FGSM, PGD-10 and APGD-CE with 20 steps (smoke tests).
     """
     if suite not in SUITES:
