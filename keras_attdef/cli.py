@@ -127,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--out", default=None, help="output folder (default runs/certify_<threat>)")
     cert.add_argument("--seed", type=int, default=0)
     cert.add_argument("--verbose", type=int, default=2)
+    det = sub.add_parser("detect", help="train the LAN detector on a plain classifier and measure it (thesis Tables 1-4)")
+    det.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"],
+                     help="cifar10: the offline test copy, split into a training and a held-out part")
+    det.add_argument("--train-size", type=int, default=None, help="first N training images (default all)")
+    det.add_argument("--eval-size", type=int, default=1000)
+    det.add_argument("--classifier-epochs", type=int, default=3)
+    det.add_argument("--generator-epochs", type=int, default=5)
+    det.add_argument("--mask-epochs", type=int, default=5)
+    det.add_argument("--beta", type=float, default=1.0, help="eq. 9: weight of the corrupted share")
+    det.add_argument("--noise", default="uniform", choices=["uniform", "gaussian", "shuffle"])
+    det.add_argument("--cw-steps", type=int, default=100)
+    det.add_argument("--adaptive-steps", type=int, default=100)
+    det.add_argument("--data-dir", default=None)
+    det.add_argument("--out", default=None, help="output folder (default runs/detect_<dataset>)")
+    det.add_argument("--seed", type=int, default=0)
+    det.add_argument("--verbose", type=int, default=2)
     return parser
 
 
@@ -218,6 +234,7 @@ def attack(args) -> dict:
 
     from keras_attdef import AttackSpec, datasets
     from keras_attdef.evaluation.inputs import check_inputs, predict_labels
+    from keras_attdef.evaluation.robustness import adversarial_examples
 
     params = {}
     for item in args.param:
@@ -228,8 +245,7 @@ def attack(args) -> dict:
     spec = AttackSpec(args.attack, eps=args.eps, **params)
     model = _load_classifier(args.model_path)
     x, y = check_inputs(model, *datasets.load(args.dataset, "test", args.data_dir, False, args.eval_size))
-    adversarial = np.concatenate([np.asarray(spec(model, x[i:i + args.batch_size], y[i:i + args.batch_size]))
-                                  for i in range(0, len(x), args.batch_size)])
+    adversarial = adversarial_examples(model, x, y, spec, args.batch_size, progress=True)
     predictions = predict_labels(model, adversarial, args.batch_size)
     np.savez_compressed(args.out, x=x, y=y, x_adv=adversarial, predictions=predictions,
                         attack=json.dumps(spec.get_config()))
@@ -272,10 +288,21 @@ def certify(args) -> dict:
     return result
 
 
+def detect(args) -> str:
+    from keras_attdef.experiments.detection import detection_experiment
+
+    text = detection_experiment(args.out or f"runs/detect_{args.dataset}", args.dataset, args.train_size,
+                                args.eval_size, args.classifier_epochs, args.generator_epochs, args.mask_epochs,
+                                args.beta, args.noise, args.cw_steps, args.adaptive_steps, args.data_dir, args.seed,
+                                args.verbose)
+    print(f"Command: `keras-attdef {' '.join(sys.argv[1:])}`\n\n{text}")
+    return text
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    {"train": train, "evaluate": evaluate, "attack": attack, "certify": certify}[args.command](args)
+    {"train": train, "evaluate": evaluate, "attack": attack, "certify": certify, "detect": detect}[args.command](args)
     return 0
 
 

@@ -17,6 +17,25 @@ def num_classes_of(model) -> int:
     return int(shape[-1])
 
 
+def check_images(model, x, clip_min: float = 0.0, clip_max: float = 1.0) -> np.ndarray:
+    """`x` as a float32 numpy array, after checking values and shape against the model.
+
+    Raises:
+        ValueError: NaN or values outside [clip_min, clip_max], or a shape the model does not take.
+    """
+    x = np.asarray(x, np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("Inputs contain NaN or infinite values; clean the data before evaluating.")
+    if x.size and (x.min() < clip_min or x.max() > clip_max):
+        raise ValueError(f"Inputs must lie in [{clip_min}, {clip_max}], got [{x.min():.4g}, {x.max():.4g}]. Rescale "
+                         "them (e.g. x / 255) or pass clip_min / clip_max matching your preprocessing.")
+    expected = getattr(model, "input_shape", None)
+    if expected is not None and not isinstance(expected, list):
+        if len(expected) != x.ndim or any(e is not None and e != s for e, s in zip(expected[1:], x.shape[1:])):
+            raise ValueError(f"The model takes inputs of shape {expected}; got {x.shape}.")
+    return x
+
+
 def check_inputs(model, x, y, clip_min: float = 0.0, clip_max: float = 1.0):
     """`(x, y)` as float32 and int32 numpy arrays, after checking them against the model.
 
@@ -24,22 +43,13 @@ def check_inputs(model, x, y, clip_min: float = 0.0, clip_max: float = 1.0):
         ValueError: NaN or values outside [clip_min, clip_max], a shape the model does not take, labels
             that are not one integer per image or are out of the model's class range.
     """
-    x = np.asarray(x, np.float32)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
         y = y.argmax(-1)  # one-hot
     y = y.reshape(-1)
     if len(x) != len(y):
         raise ValueError(f"{len(x)} images but {len(y)} labels; they must match one to one.")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("Inputs contain NaN or infinite values; clean the data before evaluating.")
-    if x.size and (x.min() < clip_min or x.max() > clip_max):
-        raise ValueError(f"Inputs must lie in [{clip_min}, {clip_max}], got [{x.min():.4g}, {x.max():.4g}]. Rescale "
-                         "them (e.g. x / 255) or pass clip_min / clip_max matching your preprocessing.")
-    expected = getattr(model, "input_shape", None)
-    if expected is not None and not isinstance(expected, list) and len(expected) == x.ndim:
-        if any(e is not None and e != s for e, s in zip(expected[1:], x.shape[1:])):
-            raise ValueError(f"The model takes inputs of shape {expected}; got {x.shape}.")
+    x = check_images(model, x, clip_min, clip_max)
     classes = num_classes_of(model)
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.equal(np.mod(y, 1), 0)):

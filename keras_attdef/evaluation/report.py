@@ -185,15 +185,12 @@ def transfer_accuracy(source, target, x, y, attack, batch_size: int = 256) -> fl
     >>> 0.0 <= transfer_accuracy(models.lenet(), models.lenet(), x, y, AttackSpec("fgsm", eps=0.1)) <= 1.0
     True
     """
-    from keras_attdef.attacks.spec import as_spec
     from keras_attdef.evaluation.inputs import predict_labels
+    from keras_attdef.evaluation.robustness import adversarial_examples
 
-    source = getattr(source, "base_model", source)
     target = getattr(target, "base_model", target)
     x, y = check_inputs(target, x, y)
-    spec = as_spec(attack)
-    adv = np.concatenate([np.asarray(spec(source, x[i:i + batch_size], y[i:i + batch_size]))
-                          for i in range(0, len(x), batch_size)])
+    adv = adversarial_examples(source, x, y, attack, batch_size)
     return float(np.mean(predict_labels(target, adv, batch_size) == y))
 
 

@@ -61,6 +61,38 @@ def _batches(data, batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
+def compile_attack(spec, model, clip_min: float = 0.0, clip_max: float = 1.0):
+    """`f(x, y) -> x_adv` running `spec` on `model`, compiled once when the attack is traceable."""
+    run = lambda x, y: spec(model, x, y, clip_min=clip_min, clip_max=clip_max)  # noqa: E731
+    # reduce_retracing: the last, shorter batch does not trigger a second trace per attack.
+    # autograph=False: attacks are written for graph mode already (Python loops, tf.while_loop), and
+    # AutoGraph converting the AttackSpec callable has resolved the wrong method after a Keras fit.
+    return tf.function(run, reduce_retracing=True, autograph=False) if spec.traceable else run
+
+
+def adversarial_examples(model, x, y, attack, batch_size: int = 256, clip_min: float = 0.0, clip_max: float = 1.0,
+                         progress: bool = False) -> np.ndarray:
+    """The adversarial batch `attack` makes on `model` for arrays `x`, `y`, in batches.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_attdef import AttackSpec, models
+    >>> x = np.random.rand(3, 28, 28, 1).astype("float32")
+    >>> adversarial_examples(models.lenet(), x, np.arange(3), AttackSpec("fgsm", eps=0.1)).shape
+    (3, 28, 28, 1)
+    """
+    base = getattr(model, "base_model", model)
+    run = compile_attack(as_spec(attack), base, clip_min, clip_max)
+    starts = range(0, len(x), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"{as_spec(attack).name}", unit="batch")
+    return np.concatenate([np.asarray(run(tf.constant(x[i:i + batch_size]), tf.constant(y[i:i + batch_size])))
+                           for i in starts])
+
+
 def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progress: bool = True,
                         clip_min: float = 0.0, clip_max: float = 1.0) -> RobustnessReport:
     """Accuracy on clean inputs and under each attack.
@@ -83,14 +115,7 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     if not isinstance(attacks, dict):
         attacks = {repr(as_spec(a)): a for a in attacks}
     specs = {name: as_spec(spec) for name, spec in attacks.items()}
-    def compiled(spec):
-        run = lambda x, y: spec(base, x, y, clip_min=clip_min, clip_max=clip_max)  # noqa: E731
-        # reduce_retracing: the last, shorter batch does not trigger a second trace per attack.
-        # autograph=False: attacks are written for graph mode already (Python loops, tf.while_loop), and
-        # AutoGraph converting the AttackSpec callable has resolved the wrong method after a Keras fit.
-        return tf.function(run, reduce_retracing=True, autograph=False) if spec.traceable else run
-
-    runners = {name: compiled(spec) for name, spec in specs.items()}
+    runners = {name: compile_attack(spec, base, clip_min, clip_max) for name, spec in specs.items()}
     predict = tf.function(lambda x: tf.argmax(base(x, training=False), axis=-1, output_type=tf.int32))
     correct = {name: [] for name in ["clean", *specs]}
     batches = _batches(data, batch_size)

@@ -40,6 +40,18 @@ class ResultStore:
             return self.data[key]
         return self.put(key, compute())
 
+    def bind(self, prefix: str, run_id: str) -> None:
+        """Drops the results under `prefix/` when they were computed for another run than `run_id`.
+
+        Models are not kept with the results (a new checkout has the JSON, not the `.keras` files), so a
+        retrained model gets a new id and its stale figures go instead of being reported as its own.
+        """
+        key = f"{prefix}/run_id"
+        if self.data.get(key) != run_id:
+            for stale in [k for k in self.data if k.startswith(prefix + "/")]:
+                del self.data[stale]
+            self.put(key, run_id)
+
     def put(self, key: str, value):
         """Stores `value` under `key` and writes the file; returns `value`."""
         self.data[key] = value

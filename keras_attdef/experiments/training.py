@@ -1,7 +1,10 @@
 """Train a `RobustModel` once and keep it: the first stage of every experiment."""
 from __future__ import annotations
 
+import json
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -39,9 +42,100 @@ def train_or_load(path, build_model: Callable[[], keras.Model], defense, x, y, e
     robust = RobustModel(build_model(), defense=defense, eval_attack=eval_attack)
     robust.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"])
     start = time.time()
-    robust.fit(datasets.as_dataset(x, y, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose,
+    robust.fit(datasets.as_dataset(x, y, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose, shuffle=False,
                callbacks=list(callbacks))
     seconds = time.time() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     robust.save(path)
     return robust, seconds
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model and the progress after every epoch; stops when the next epoch would pass the limit."""
+
+    def __init__(self, folder: Path, progress: dict, time_limit: float | None):
+        super().__init__()
+        self.folder, self.progress, self.time_limit = folder, progress, time_limit
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.time() - self.started
+        self.progress["epochs_done"] = epoch + 1
+        self.progress["seconds"] += seconds
+        self.progress["epoch_seconds"].append(seconds)
+        self.progress["logs"].append({k: float(v) for k, v in (logs or {}).items()})
+        if self.time_limit is not None and self.progress["seconds"] + seconds > self.time_limit:
+            self.progress["stopped"] = f"the next epoch would pass the {self.time_limit / 60:g}-minute limit"
+            self.model.stop_training = True
+        partial = self.folder / "checkpoint.partial.keras"
+        self.model.save(partial)
+        os.replace(partial, self.folder / "checkpoint.keras")
+        _write_json(self.folder / "progress.json", self.progress)
+
+
+def _write_json(path: Path, value) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value, indent=2))
+    os.replace(partial, path)
+
+
+def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, y, epochs: int, lr: float = 1e-3,
+                    batch_size: int = 128, seed: int = 0, time_limit: float | None = None, verbose: int = 2):
+    """Trains `RobustModel(build_model(), defense)` epoch by epoch, resuming from the last finished epoch.
+
+    After each epoch the model (weights and optimizer state) goes to `folder/checkpoint.keras` and the
+    progress (epochs done, training seconds per epoch, logs) to `folder/progress.json`; a stopped run
+    continues from there. With `time_limit`, training stops after the last epoch that keeps the total
+    within it (judged from the last epoch's time), and the progress says so.
+
+    Args:
+        folder: where the checkpoint and progress live.
+        build_model: returns the base classifier (called after seeding).
+        defense: a preset name, `Defense` or its dict.
+        x: training images.
+        y: training labels.
+        epochs: epochs wanted.
+        lr: Adam learning rate.
+        batch_size: batch size.
+        seed: seeds weights and shuffling.
+        time_limit: training seconds allowed, or None.
+        verbose: `fit` verbosity.
+
+    Returns:
+        `(model, progress)`: the `RobustModel` and `{"epochs_done", "seconds", "epoch_seconds", "logs",
+        "stopped", "run_id"}` (`run_id` is new whenever training starts from scratch).
+
+    Example:
+
+    >>> import numpy as np, tempfile
+    >>> from keras_attdef import models
+    >>> x, y = np.random.rand(64, 28, 28, 1).astype("float32"), np.arange(64) % 10
+    >>> folder = tempfile.mkdtemp()
+    >>> model, progress = train_resumable(folder, models.lenet, "plain", x, y, epochs=1, verbose=0)
+    >>> progress["epochs_done"], train_resumable(folder, models.lenet, "plain", x, y, 2, verbose=0)[1]["epochs_done"]
+    (1, 2)
+    """
+    from keras_attdef import RobustModel, datasets
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    progress_path, checkpoint = folder / "progress.json", folder / "checkpoint.keras"
+    if progress_path.exists() and checkpoint.exists():
+        progress = json.loads(progress_path.read_text())
+        robust = keras.models.load_model(checkpoint)
+        if verbose:
+            print(f"[resume] {folder}: {progress['epochs_done']} epoch(s) done")
+    else:
+        progress = {"epochs_done": 0, "seconds": 0.0, "epoch_seconds": [], "logs": [], "stopped": None,
+                    "run_id": uuid.uuid4().hex}
+        keras.utils.set_random_seed(seed)
+        robust = RobustModel(build_model(), defense=defense, eval_attack=None)
+        robust.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"])
+    if progress["epochs_done"] < epochs and not progress["stopped"]:
+        keras.utils.set_random_seed(seed + progress["epochs_done"])
+        robust.fit(datasets.as_dataset(x, y, batch_size, shuffle=True, seed=seed + progress["epochs_done"]),
+                   epochs=epochs, initial_epoch=progress["epochs_done"], verbose=verbose, shuffle=False,
+                   callbacks=[_EpochCheckpoint(folder, progress, time_limit)])
+    return robust, progress

@@ -1,0 +1,170 @@
+"""Classification-interpretation contrastive detection (thesis section 3.2).
+
+Three networks: the classifier f1 under protection, the LAN mask generator G (`detect.lan`) and a mask
+classifier f2 that labels an image from its attention mask alone. An input whose f1 label differs from
+f2's label of its mask is flagged adversarial: a small perturbation can move f1's decision, but the
+thesis found it rarely moves the mask's. f2's label is also a guess of the true class (the recovery).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_attdef import models
+from keras_attdef.detect.lan import NOISES, MaskGeneratorTrainer, mask_generator
+from keras_attdef.evaluation.inputs import check_images, check_inputs, num_classes_of
+
+
+class NotFittedError(RuntimeError):
+    """The detector was used before `fit`."""
+
+
+@keras.saving.register_keras_serializable(package="keras_attdef")
+class LatentAttentionDetector(keras.Model):
+    """Flags inputs whose classifier label differs from the label of their attention mask.
+
+    `fit(x, y)` trains the mask generator G on the classifier (eq. 9) and then the mask classifier f2 on
+    the training masks; the classifier itself is never changed. The whole detector saves to and loads
+    from one `.keras` file.
+
+    Args:
+        classifier: the trained Keras classifier f1 (returns logits).
+        generator: the mask generator G (default `lan.mask_generator`).
+        mask_classifier: f2 (default a LeNet on `(height, width, 1)` masks).
+        beta: eq. 9's weight of the corrupted share: larger gives sparser masks.
+        noise: the noise distribution eta (`"uniform"`, `"gaussian"`, `"shuffle"`; see `lan.corrupt`).
+        noise_scale: the Gaussian noise's standard deviation.
+        clip_min: smallest valid input value.
+        clip_max: largest valid input value.
+        fitted: set by `fit` (and restored on load).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_attdef import datasets, detect, models
+    >>> x, y = datasets.load("mnist", "train", limit=256)
+    >>> detector = detect.LatentAttentionDetector(models.lenet(), beta=1.0)
+    >>> _ = detector.fit(x, y, generator_epochs=1, mask_epochs=1, verbose=0)
+    >>> detector.detect(x[:4]).shape, float(detector.masks(x[:4]).max()) <= 1.0
+    ((4,), True)
+    """
+
+    def __init__(self, classifier: keras.Model, generator: keras.Model | None = None,
+                 mask_classifier: keras.Model | None = None, beta: float = 1.0, noise: str = "uniform",
+                 noise_scale: float = 0.5, clip_min: float = 0.0, clip_max: float = 1.0, fitted: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if noise not in NOISES:
+            raise ValueError(f"Unknown noise {noise!r}; choose one of {NOISES}.")
+        shape = classifier.input_shape
+        if isinstance(shape, list) or len(shape) != 4:
+            raise ValueError(f"The classifier must take one image batch (batch, height, width, channels); its input "
+                             f"shape is {shape}.")
+        num_classes = num_classes_of(classifier)
+        self.classifier = classifier
+        self.generator = generator or mask_generator(shape[1:])
+        self.mask_classifier = mask_classifier or models.lenet((shape[1], shape[2], 1), num_classes,
+                                                               name="mask_classifier")
+        self.beta, self.noise, self.noise_scale = float(beta), noise, float(noise_scale)
+        self.clip_min, self.clip_max = float(clip_min), float(clip_max)
+        self.fitted = bool(fitted)
+        self._forward = tf.function(self._outputs, reduce_retracing=True, autograph=False)
+
+    # -- Keras plumbing -----------------------------------------------------------------------------
+    def call(self, x, training=False):
+        """`{"logits": f1(x), "mask": G(x), "mask_logits": f2(G(x))}`."""
+        mask = self.generator(x, training=training)
+        return {"logits": self.classifier(x, training=False), "mask": mask,
+                "mask_logits": self.mask_classifier(mask, training=training)}
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "mask_classifier": keras.saving.serialize_keras_object(self.mask_classifier),
+            "beta": self.beta, "noise": self.noise, "noise_scale": self.noise_scale,
+            "clip_min": self.clip_min, "clip_max": self.clip_max, "fitted": self.fitted,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("classifier", "generator", "mask_classifier"):
+            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, x, y, generator_epochs: int = 3, mask_epochs: int = 3, batch_size: int = 128, lr: float = 1e-3,
+            verbose: int = 2, seed: int = 0) -> dict:
+        """Trains G (eq. 9, the classifier frozen), then f2 on the masks of `x` labelled `y`.
+
+        Args:
+            x: training images in [clip_min, clip_max].
+            y: their labels.
+            generator_epochs: epochs of G.
+            mask_epochs: epochs of f2.
+            batch_size: batch size of both.
+            lr: Adam learning rate of both.
+            verbose: Keras `fit` verbosity.
+            seed: seeds shuffling and noise.
+
+        Returns:
+            `{"generator": history dict, "mask_classifier": history dict}`.
+        """
+        x, y = check_inputs(self.classifier, x, y, self.clip_min, self.clip_max)
+        keras.utils.set_random_seed(seed)
+        trainer = MaskGeneratorTrainer(self.classifier, self.generator, self.beta, self.noise, self.noise_scale,
+                                       self.clip_min, self.clip_max)
+        trainer.compile(optimizer=keras.optimizers.Adam(lr))
+        data = tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed).batch(batch_size)
+        generator_history = trainer.fit(data, epochs=generator_epochs, verbose=verbose, shuffle=False).history
+        masks = self.generator.predict(x, batch_size=500, verbose=0)
+        self.mask_classifier.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"],
+                                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        mask_history = self.mask_classifier.fit(masks, y, batch_size=batch_size, epochs=mask_epochs,
+                                                verbose=verbose, shuffle=True).history
+        self.fitted = True
+        self.built = True
+        return {"generator": generator_history, "mask_classifier": mask_history}
+
+    # -- inference ----------------------------------------------------------------------------------
+    def _outputs(self, x):
+        out = self.call(x, training=False)
+        return out["logits"], out["mask"], out["mask_logits"]
+
+    def outputs(self, x, batch_size: int = 500) -> dict:
+        """`{"label", "mask", "mask_label", "score", "adversarial"}` as numpy arrays, in batches."""
+        if not self.fitted:
+            raise NotFittedError("The detector is not fitted: call detector.fit(x_train, y_train) first.")
+        x = check_images(self.classifier, x, self.clip_min, self.clip_max)
+        parts = [[], [], []]
+        for start in range(0, len(x), batch_size):
+            for part, value in zip(parts, self._forward(tf.constant(x[start:start + batch_size]))):
+                part.append(value.numpy())
+        logits, masks, mask_logits = (np.concatenate(p) for p in parts)
+        label, mask_label = logits.argmax(-1), mask_logits.argmax(-1)
+        mask_probs = tf.nn.softmax(mask_logits).numpy()
+        return {"label": label, "mask": masks, "mask_label": mask_label,
+                "score": 1.0 - mask_probs[np.arange(len(label)), label], "adversarial": label != mask_label}
+
+    def detect(self, x, batch_size: int = 500) -> np.ndarray:
+        """Per input, True when it is flagged adversarial (f1's label differs from f2's label of its mask)."""
+        return self.outputs(x, batch_size)["adversarial"]
+
+    def score(self, x, batch_size: int = 500) -> np.ndarray:
+        """Per input, `1 - p2(f1's label)`: how little the mask classifier agrees (for ROC curves)."""
+        return self.outputs(x, batch_size)["score"]
+
+    def recover(self, x, batch_size: int = 500) -> np.ndarray:
+        """Per input, f2's label of its mask: the thesis's recovered class."""
+        return self.outputs(x, batch_size)["mask_label"]
+
+    def masks(self, x, batch_size: int = 500) -> np.ndarray:
+        """Per input, G's attention mask `(height, width, 1)` in [0, 1]."""
+        return self.outputs(x, batch_size)["mask"]

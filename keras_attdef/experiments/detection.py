@@ -1,0 +1,158 @@
+"""The detector experiment behind `keras-attdef detect`: the thesis's Tables 1-4 on MNIST or CIFAR-10.
+
+Stages, each saved as it ends (a stopped run resumes): the classifier f1 (a plainly trained LeNet or
+CifarNet), a second classifier of the same family with another seed (the transfer source), the
+detector (LAN generator G, then mask classifier f2), one detection row per attack and setting, the
+adaptive attack, and a PNG of images and masks (benign and adversarial, the thesis's Figures 2 and 4).
+
+Data: MNIST's official training and test splits. CIFAR-10: only the test set is available offline
+(`$KERAS_ATTDEF_DATA/cifar10_jpeg_test.npz`), so it is shuffled once (seed 0) and split into a
+**training part** (the first 8,000) and a **held-out part** (the last 2,000); figures are labelled so.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from keras_attdef.experiments.store import ResultStore
+from keras_attdef.experiments.training import train_or_load
+
+CIFAR_TRAIN_PART = 8000
+
+
+def detection_data(dataset: str, data_dir=None, train_size: int | None = None, eval_size: int = 1000):
+    """`(x_train, y_train, x_eval, y_eval, description)` for the detector experiment."""
+    from keras_attdef import datasets
+
+    if dataset == "cifar10":
+        x, y = datasets.load("cifar10", "test", data_dir)
+        order = np.random.default_rng(0).permutation(len(x))
+        x, y = x[order], y[order]
+        x_train, y_train = x[:CIFAR_TRAIN_PART], y[:CIFAR_TRAIN_PART]
+        x_eval, y_eval = x[CIFAR_TRAIN_PART:][:eval_size], y[CIFAR_TRAIN_PART:][:eval_size]
+        description = (f"CIFAR-10 test copy shuffled (seed 0): trained on its first {CIFAR_TRAIN_PART} images, "
+                       f"evaluated on {len(y_eval)} of its held-out last {len(x) - CIFAR_TRAIN_PART} (not the official "
+                       "training set)")
+    else:
+        x_train, y_train = datasets.load(dataset, "train", data_dir)
+        x_eval, y_eval = datasets.load(dataset, "test", data_dir, limit=eval_size)
+        description = f"{dataset}: official training split, first {len(y_eval)} test images"
+    if train_size:
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
+    return x_train, y_train, x_eval, y_eval, description
+
+
+def detection_attacks(dataset: str, cw_steps: int = 100) -> tuple[dict, float]:
+    """The thesis's attacks (FGSM, JSMA, C&W-L2) with this library's settings, and the Linf eps used."""
+    from keras_attdef.attacks.spec import AttackSpec
+
+    eps = 0.2 if dataset in ("mnist", "fashion_mnist") else 8 / 255
+    return {
+        f"FGSM {eps:.3g}": AttackSpec("fgsm", eps=eps),
+        "JSMA": AttackSpec("jsma", gamma=0.15),
+        "C&W-L2": AttackSpec("cw_l2", steps=cw_steps, search_steps=5, initial_const=0.1, learning_rate=0.05),
+    }, eps
+
+
+def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_size: int | None = None,
+                         eval_size: int = 1000, classifier_epochs: int = 3, generator_epochs: int = 5,
+                         mask_epochs: int = 5, beta: float = 1.0, noise: str = "uniform", cw_steps: int = 100,
+                         adaptive_steps: int = 100, data_dir=None, seed: int = 0, verbose: int = 2) -> str:
+    """Trains f1, a transfer source and the detector; measures it; writes `table.md` and `masks.png`.
+
+    Args:
+        out: output folder; reused to resume.
+        dataset: `"mnist"`, `"fashion_mnist"` or `"cifar10"` (see the module doc for CIFAR-10's split).
+        train_size: first N training images (None: all).
+        eval_size: evaluation images.
+        classifier_epochs: epochs of f1 and of the transfer source.
+        generator_epochs: epochs of the LAN generator.
+        mask_epochs: epochs of the mask classifier.
+        beta: eq. 9's weight of the corrupted share.
+        noise: the LAN noise distribution.
+        cw_steps: C&W Adam steps per search round (5 rounds).
+        adaptive_steps: PGD steps per target of the adaptive attack (at the FGSM row's eps).
+        data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
+        seed: seeds f1 and the detector (the transfer source uses seed + 1).
+        verbose: Keras `fit` verbosity.
+
+    Returns:
+        The Markdown table with its notes.
+    """
+    import keras
+
+    from keras_attdef import models
+    from keras_attdef.detect import LatentAttentionDetector
+    from keras_attdef.detect.evaluation import DetectionReport, detection_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "results.json")
+    x, y, x_eval, y_eval, description = detection_data(dataset, data_dir, train_size, eval_size)
+    build = (lambda: models.cifarnet()) if dataset == "cifar10" else (lambda: models.lenet(x.shape[1:]))
+    classifier = train_or_load(out / "classifier.keras", build, "plain", x, y, classifier_epochs, seed=seed,
+                               verbose=verbose)[0].base_model
+    source = train_or_load(out / "source.keras", build, "plain", x, y, classifier_epochs, seed=seed + 1,
+                           verbose=verbose)[0].base_model
+    path = out / "detector.keras"
+    if path.exists():
+        detector = keras.models.load_model(path)
+    else:
+        store.bind("detector", uuid.uuid4().hex)  # a new detector: rows measured on an old one go
+        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise)
+        store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed))
+        detector.save(path)
+    attacks, eps = detection_attacks(dataset, cw_steps)
+    rows, benign = {}, None
+    for setting, model in (("direct", None), ("transfer", source)):
+        for name, spec in attacks.items():
+            report = store.get(f"detector/{name} ({setting})", lambda: detection_report(
+                detector, x_eval, y_eval, {name: spec}, source_model=model, direct=model is None).to_dict())
+            rows.update(report["rows"])
+            benign = report["benign"]
+    adaptive_name = f"PGD-{adaptive_steps} {eps:.3g} on f1 + detector"
+    report = store.get(f"detector/{adaptive_name}", lambda: detection_report(
+        detector, x_eval, y_eval, {}, adaptive={adaptive_name: {"eps": eps, "steps": adaptive_steps}}).to_dict())
+    rows.update(report["rows"])
+    table = DetectionReport(rows, benign).to_markdown()
+    text = f"{table}\n\nData: {description}. Detector: LAN beta {beta:g}, {noise} noise. Transfer source: a second " \
+           f"plainly trained classifier of the same architecture (seed {seed + 1})."
+    (out / "table.md").write_text(text + "\n")
+    (out / "report.json").write_text(json.dumps({"rows": rows, "benign": benign}, indent=2))
+    plot_masks(detector, x_eval[:6], y_eval[:6], attacks, out / "masks.png")
+    return text
+
+
+def plot_masks(detector, x, y, attacks: dict, path) -> Path:
+    """Images (top) and their attention masks (bottom), benign and under each attack (Figures 2 and 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from keras_attdef.evaluation.robustness import adversarial_examples
+
+    columns = {"benign": x, **{name: adversarial_examples(detector.classifier, x, y, spec)
+                               for name, spec in attacks.items()}}
+    outputs = {name: detector.outputs(images) for name, images in columns.items()}
+    fig, axes = plt.subplots(2 * len(x), len(columns), figsize=(2.0 * len(columns), 2.0 * 2 * len(x)))
+    for col, (name, images) in enumerate(columns.items()):
+        o = outputs[name]
+        for i in range(len(x)):
+            top, bottom = axes[2 * i, col], axes[2 * i + 1, col]
+            top.imshow(images[i].squeeze(), cmap="gray" if images.shape[-1] == 1 else None, vmin=0, vmax=1)
+            top.set_title(f"{name}\nf1: {o['label'][i]}" if i == 0 else f"f1: {o['label'][i]}", fontsize=8)
+            flag = "FLAGGED" if o["adversarial"][i] else "benign"
+            bottom.imshow(o["mask"][i].squeeze(), cmap="magma", vmin=0, vmax=1)
+            bottom.set_title(f"mask f2: {o['mask_label'][i]} ({flag})", fontsize=8,
+                             color="crimson" if o["adversarial"][i] else "black")
+            top.axis("off")
+            bottom.axis("off")
+    fig.suptitle("Images and LAN attention masks (bright: pixels the classifier needs)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

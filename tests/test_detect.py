@@ -1,0 +1,90 @@
+"""The LAN detector: masks, decisions, save/load, errors, and its benign true-negative rate."""
+import keras
+import numpy as np
+import pytest
+
+from keras_attdef import AttackSpec, datasets, detect, models
+from keras_attdef.experiments.training import train_or_load
+
+# Measured with this fixture's settings (seed 0; 8,000 training digits; classifier 1 epoch, generator 3, mask
+# classifier 5): TN 0.886 (beta 1), 0.892 (beta 0.5 and 2) on 1,000 test digits; 2 + 2 epochs gave 0.842. The
+# floor keeps a margin for the run-to-run noise of oneDNN kernels; on 500 digits one point is 0.002.
+BENIGN_TN_FLOOR = 0.85
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    x, y = datasets.load("mnist", "train", limit=8000)
+    classifier = train_or_load(tmp_path_factory.mktemp("clf") / "c.keras", lambda: models.lenet(), "plain", x, y,
+                               epochs=1, verbose=0)[0].base_model
+    detector = detect.LatentAttentionDetector(classifier, beta=1.0)
+    detector.fit(x, y, generator_epochs=3, mask_epochs=5, verbose=0, seed=0)
+    return detector
+
+
+def test_masks_lie_in_unit_interval_with_the_inputs_spatial_shape(fitted):
+    x, _ = datasets.load("mnist", "test", limit=64)
+    masks = fitted.masks(x)
+    assert masks.shape == (64, 28, 28, 1)
+    assert masks.min() >= 0.0 and masks.max() <= 1.0
+    assert masks.std() > 0.01  # not a constant mask
+
+
+def test_corruption_keeps_masked_pixels_and_replaces_the_rest():
+    x = np.random.default_rng(0).random((2, 5, 5, 3)).astype("float32")
+    keep = np.ones((2, 5, 5, 1), "float32")
+    np.testing.assert_allclose(detect.corrupt(x, keep).numpy(), x)
+    noise = detect.corrupt(x, 0 * keep, "uniform").numpy()
+    assert noise.min() >= 0 and noise.max() <= 1 and np.abs(noise - x).mean() > 0.1
+    np.testing.assert_allclose(detect.corrupt(x, 0 * keep, "shuffle").numpy(), x[::-1])  # batch of 2: rolled
+    with pytest.raises(ValueError, match="noise"):
+        detect.corrupt(x, keep, "salt")
+
+
+def test_benign_digits_are_passed_at_the_measured_rate(fitted):
+    x, y = datasets.load("mnist", "test", limit=500)
+    flagged = fitted.detect(x)
+    assert 1 - flagged.mean() >= BENIGN_TN_FLOOR
+    outputs = fitted.outputs(x)
+    np.testing.assert_array_equal(outputs["adversarial"], outputs["label"] != outputs["mask_label"])
+    assert np.all((outputs["score"] >= 0) & (outputs["score"] <= 1))
+
+
+def test_round_trip_through_a_keras_file_keeps_every_decision(fitted, tmp_path):
+    x, _ = datasets.load("mnist", "test", limit=200)
+    fitted.save(tmp_path / "detector.keras")
+    loaded = keras.models.load_model(tmp_path / "detector.keras")
+    assert isinstance(loaded, detect.LatentAttentionDetector) and loaded.fitted
+    np.testing.assert_array_equal(loaded.detect(x), fitted.detect(x))
+    np.testing.assert_array_equal(loaded.recover(x), fitted.recover(x))
+    np.testing.assert_allclose(loaded.score(x), fitted.score(x), atol=1e-6)
+
+
+def test_bad_inputs_and_an_unfitted_detector_raise_clear_errors(fitted):
+    x, y = datasets.load("mnist", "test", limit=8)
+    with pytest.raises(ValueError, match=r"x / 255"):
+        fitted.detect(x * 255)
+    with pytest.raises(ValueError, match="shape"):
+        fitted.detect(x[:, :20])
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.detect(bad)
+    with pytest.raises(detect.NotFittedError, match="fit"):
+        detect.LatentAttentionDetector(fitted.classifier).detect(x)
+    with pytest.raises(ValueError, match="noise"):
+        detect.LatentAttentionDetector(fitted.classifier, noise="salt")
+    with pytest.raises(ValueError, match="labels"):
+        detect.LatentAttentionDetector(fitted.classifier).fit(x, y[:4], verbose=0)
+
+
+def test_report_rates_are_consistent_and_the_adaptive_attack_evades_more_than_fgsm(fitted):
+    x, y = datasets.load("mnist", "test", limit=100)
+    report = detect.detection_report(fitted, x, y, {"FGSM": AttackSpec("fgsm", eps=0.2)},
+                                     adaptive={"adaptive": {"eps": 0.2, "steps": 20}}, progress=False)
+    fgsm, adaptive = report.rows["FGSM (direct)"], report.rows["adaptive (adaptive)"]
+    assert fgsm["fooled"] > 0 and 0 <= fgsm["tp"] <= 1
+    # an example counts as evading when it fools f1 and is not flagged: the two rates must agree
+    assert abs(fgsm["evaded"] - fgsm["fooled_rate"] * (1 - fgsm["tp"])) < 1e-9
+    assert adaptive["evaded"] >= fgsm["evaded"]
+    assert "TN" in report.to_markdown()

@@ -1,0 +1,54 @@
+"""The reproduction protocol and the per-epoch resumable trainer."""
+import numpy as np
+
+from keras_attdef import models
+from keras_attdef.experiments.reproduction import PAPER_COLUMNS, Protocol, paper_attacks, preset_defense, reproduction_table
+from keras_attdef.experiments.training import train_resumable
+
+
+def test_every_pgd_preset_gets_the_protocols_attack():
+    protocol = Protocol()
+    for name in ("madry", "trades", "alp", "at_alp", "aad_pgd"):
+        attack = preset_defense(name, protocol, steps_per_epoch=600).attack.get_config()
+        assert (attack["eps"], attack["steps"], attack["step_size"]) == (0.3, 40, 0.01), name
+    aad = preset_defense("aad", protocol, 600)
+    assert aad.attack.name == "step_ll" and abs(aad.attack.get_config()["eps"] - 0.15) < 1e-12  # two rounds
+    ramped = preset_defense("madry", Protocol(warmup_epochs=0.5), 600)
+    assert ramped.warmup_steps == 300
+    assert list(paper_attacks()) == list(PAPER_COLUMNS[1:])
+
+
+def test_training_resumes_per_epoch_and_stops_at_the_time_limit(tmp_path):
+    x, y = np.random.default_rng(0).random((40, 28, 28, 1), np.float32), np.arange(40) % 10
+    build = lambda: models.lenet(dropout=0)  # noqa: E731
+    _, first = train_resumable(tmp_path / "a", build, "plain", x, y, epochs=1, batch_size=20, verbose=0)
+    assert first["epochs_done"] == 1 and len(first["epoch_seconds"]) == 1
+    model, progress = train_resumable(tmp_path / "a", build, "plain", x, y, epochs=2, batch_size=20, verbose=0)
+    assert progress["epochs_done"] == 2 and int(model.optimizer.iterations) == 4  # optimizer state carried over
+    assert progress["run_id"] == first["run_id"]  # the same model: its stored figures stay valid
+    _, limited = train_resumable(tmp_path / "b", build, "plain", x, y, epochs=3, batch_size=20, time_limit=0,
+                                 verbose=0)
+    assert limited["epochs_done"] == 1 and "limit" in limited["stopped"]
+
+
+def test_table_states_unfinished_epochs_and_the_papers_figures():
+    result = {"training": {"epochs_done": 3, "seconds": 600.0},
+              "paper": {"clean": 0.99, **{c: 0.5 for c in PAPER_COLUMNS[1:]}},
+              "suite": {"accuracy": {"worst case": 0.4}, "raised": []},
+              "attention_shift": {"succeeded": {"10": 0.3}, "failed": {"10": 0.7}}}
+    table = reproduction_table({"madry": result}, Protocol())
+    assert "3 of 5 (time limit)" in table and "(98.61%)" in table and "40.00%" in table and "0.300 / 0.700" in table
+
+
+def test_results_of_a_retrained_model_are_dropped_not_reused(tmp_path):
+    from keras_attdef.experiments.store import ResultStore
+
+    store = ResultStore(tmp_path / "results.json", verbose=False)
+    store.bind("madry", "run-1")
+    store.put("madry/suite", 0.8)
+    store.put("plain/suite", 0.0)
+    store.bind("madry", "run-1")  # same model: kept
+    assert ResultStore(tmp_path / "results.json").get("madry/suite", lambda: None) == 0.8
+    store.bind("madry", "run-2")  # retrained (its checkpoint was lost): its figures go, the others stay
+    reloaded = ResultStore(tmp_path / "results.json")
+    assert "madry/suite" not in reloaded and reloaded.get("plain/suite", lambda: None) == 0.0
