@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels, check_range
+from keras_attdef.attacks.objectives import attack_margin
 
 
 @dataclasses.dataclass
@@ -32,13 +33,6 @@ class MinimalResult:
     x_adv: np.ndarray
     success: np.ndarray
     l2: np.ndarray
-
-
-def _margin(logits, labels, targeted):
-    onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
-    labelled = tf.reduce_sum(onehot * logits, -1)
-    other = tf.reduce_max(logits - onehot * 1e9, -1)
-    return other - labelled if targeted else labelled - other  # < 0: the attack succeeded
 
 
 def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float = 1e-2, search_steps: int = 5,
@@ -82,7 +76,7 @@ def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float 
                 tape.watch(w)
                 x_new = image(w)
                 distance = tf.reduce_sum(tf.square(x_new - x), axis=axes)
-                margin = _margin(model(x_new, training=False), labels, targeted)
+                margin = attack_margin(model(x_new, training=False), labels, targeted)
                 total = tf.reduce_sum(distance + const * tf.maximum(margin, -kappa))
             grad = tape.gradient(total, w, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             m = 0.9 * m + 0.1 * grad
@@ -94,7 +88,7 @@ def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float 
         zeros = tf.zeros_like(w0)
         _, w, _, _ = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), w0, zeros, zeros))
         x_new = image(w)
-        margin = _margin(model(x_new, training=False), labels, targeted)
+        margin = attack_margin(model(x_new, training=False), labels, targeted)
         return x_new, margin, tf.sqrt(tf.reduce_sum(tf.square(x_new - x), axis=axes))
 
     const = np.full(batch, float(initial_const))

@@ -22,6 +22,15 @@ def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return other - labelled
 
 
+def attack_margin(logits: tf.Tensor, labels: tf.Tensor, targeted: bool = False) -> tf.Tensor:
+    """How far an attack is from success: <= 0 once it has succeeded (the C&W-style stopping test).
+
+    Untargeted: the true label's logit minus the best other; targeted (`labels` are the targets): the best
+    other logit minus the target's.
+    """
+    return margin(logits, labels) if targeted else -margin(logits, labels)
+
+
 def kl_divergence(p_logits: tf.Tensor, q_logits: tf.Tensor) -> tf.Tensor:
     """Per-sample KL(softmax(p) || softmax(q)), as TRADES uses it."""
     p_log = tf.nn.log_softmax(p_logits)

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels, check_range
+from keras_attdef.attacks.objectives import attack_margin
 from keras_attdef.flow import flow_loss, warp
 
 
@@ -38,13 +39,6 @@ class SpatialResult:
     flow: np.ndarray
     success: np.ndarray
     flow_loss: np.ndarray
-
-
-def _margin(logits, labels, targeted):
-    onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
-    labelled = tf.reduce_sum(onehot * logits, -1)
-    other = tf.reduce_max(logits - onehot * 1e9, -1)
-    return other - labelled if targeted else labelled - other  # <= 0 means the attack has succeeded
 
 
 def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau: float = 0.05,
@@ -83,7 +77,7 @@ def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau:
         def objective(flow):
             fl = flow_loss(flow)
             penalty = tf.nn.relu(fl - budget) if budget is not None else fl
-            margin = _margin(model(warp(x, flow), training=False), labels, targeted)
+            margin = attack_margin(model(warp(x, flow), training=False), labels, targeted)
             return tf.maximum(margin, -kappa) + tau_values * penalty
 
         def body(t, flow, m, v):
@@ -98,7 +92,7 @@ def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau:
             return t + 1, flow - learning_rate * update, m, v
 
         _, flow, _, _ = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), flow, m, v))
-        margin = _margin(model(warp(x, flow), training=False), labels, targeted)
+        margin = attack_margin(model(warp(x, flow), training=False), labels, targeted)
         return flow, margin, flow_loss(flow)
 
     tau_now = np.full(batch, float(tau))
