@@ -69,7 +69,7 @@ def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float 
     def image(w):
         return (tf.tanh(w) + 1) / 2 * span + clip_min
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # explicit tf.while_loop: nothing to convert
     def optimise(const):
         def body(t, w, m, v):
             with tf.GradientTape(watch_accessed_variables=False) as tape:

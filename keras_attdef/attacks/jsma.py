@@ -70,7 +70,7 @@ def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min
     targets = tf.constant(np.asarray(targets).reshape(-1), tf.int32)
     max_iterations = int(np.floor(gamma * features / 2))
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # explicit tf.while_loop: nothing to convert
     def run(x, targets):
         batch = tf.shape(x)[0]
 

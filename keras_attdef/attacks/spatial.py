@@ -69,7 +69,7 @@ def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau:
     batch = int(x.shape[0])
     shape = x.shape[:3] + (2,)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # explicit tf.while_loop: nothing to convert
     def optimise(tau_values):
         flow = tf.zeros(shape)
         m, v = tf.zeros(shape), tf.zeros(shape)
