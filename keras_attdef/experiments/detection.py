@@ -152,7 +152,7 @@ def plot_masks(detector, x, y, attacks: dict, path) -> Path:
             top.axis("off")
             bottom.axis("off")
     fig.suptitle("Images and LAN attention masks (bright: pixels the classifier needs)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the columns
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)
