@@ -46,6 +46,19 @@ def test_jsma_reaches_targets_changing_few_pixels(trained_lenet, mnist_test):
     assert np.all(result.x_adv[changed] == 1.0)
 
 
+def test_jsma_pool_is_exact_when_it_holds_every_feature_and_close_when_small(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:32], mnist_test[1][:32]
+    exact = attacks.jsma(trained_lenet, x, y, gamma=0.1, return_result=True)
+    full_pool = attacks.jsma(trained_lenet, x, y, gamma=0.1, pool=784, return_result=True)
+    np.testing.assert_array_equal(full_pool.success, exact.success)
+    assert np.mean(full_pool.x_adv == exact.x_adv) > 0.999  # the same pairs (ties aside)
+    small = attacks.jsma(trained_lenet, x, y, gamma=0.1, pool=48, return_result=True)
+    assert small.changed.max() <= 0.1 * 784 + 1 and np.all(small.x_adv[small.x_adv != x] == 1.0)
+    assert small.success.mean() >= exact.success.mean() - 0.15, (small.success.mean(), exact.success.mean())
+    with pytest.raises(ValueError, match="pool"):
+        attacks.jsma(trained_lenet, x, y, pool=1)
+
+
 def test_minimal_attacks_refuse_bad_input(trained_lenet, mnist_test):
     x, y = mnist_test[0][:4], mnist_test[1][:4]
     with pytest.raises(ValueError, match="lie in"):
