@@ -193,8 +193,23 @@ def train(args) -> dict:
         print(table)
         (out / "robustness.md").write_text(table + "\n")
         result["accuracy"] = report.accuracy
+        result["picture"] = _attention_picture(robust.base_model, x_test[:8], y_test[:8], args.eps, out)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _attention_picture(model, x, y, eps: float, out: Path) -> str | None:
+    """`attention.png`: clean and PGD-20 images with their Grad-CAM maps (None for models without a conv layer)."""
+    from keras_attdef.analysis import attention_grid
+    from keras_attdef.attacks.spec import AttackSpec
+
+    try:
+        path = attention_grid(model, x, y, AttackSpec("pgd", eps=eps, steps=20), out / "attention.png")
+    except ValueError as err:  # e.g. the certified dense net: no feature map to explain
+        print(f"no attention picture: {err}")
+        return None
+    print(f"attention of clean and adversarial images: {path}")
+    return str(path)
 
 
 def _load_classifier(path):

@@ -32,6 +32,7 @@ def test_cli_train_writes_model_table_and_resumes(tmp_path, capsys):
     result = json.loads((tmp_path / "result.json").read_text())
     assert 0.0 <= result["accuracy"]["clean"] <= 1.0
     assert (tmp_path / "model.keras").exists() and (tmp_path / "robustness.md").exists()
+    assert (tmp_path / "attention.png").stat().st_size > 0 and result["picture"].endswith("attention.png")
     assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--eval-size", "32", "--suite", "quick",
                      "--out", str(tmp_path / "report")]) == 0
     assert "| clean |" in capsys.readouterr().out
