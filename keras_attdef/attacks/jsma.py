@@ -97,13 +97,10 @@ def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min
         def body(i, flat, domain, done):
             alpha, beta, predictions = gradients(flat)
             done = tf.logical_or(done, tf.equal(predictions, targets))
-            if pool is None:
-                index = tf.broadcast_to(tf.range(features)[None], tf.shape(alpha))
-            else:  # the pool's features: the admissible ones that raise the target most and the others least
-                ranking = tf.where(domain, alpha - beta, -np.inf)
-                index = tf.math.top_k(ranking, pool).indices
-                alpha, beta = (tf.gather(v, index, batch_dims=1) for v in (alpha, beta))
-            candidates = tf.gather(domain, index, batch_dims=1)
+            index, candidates = None, domain
+            if pool is not None:  # the admissible features that raise the target most and the others least
+                index = tf.math.top_k(tf.where(domain, alpha - beta, -np.inf), pool).indices
+                alpha, beta, candidates = (tf.gather(v, index, batch_dims=1) for v in (alpha, beta, domain))
             pair_alpha = alpha[:, :, None] + alpha[:, None, :]
             pair_beta = beta[:, :, None] + beta[:, None, :]
             allowed = tf.logical_and(candidates[:, :, None], candidates[:, None, :])
@@ -112,8 +109,9 @@ def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min
             scores = tf.reshape(tf.where(good, pair_alpha * -pair_beta, -1.0), [batch, -1])
             best = tf.argmax(scores, -1, output_type=tf.int32)
             found = tf.reduce_max(scores, -1) > 0
-            first = tf.gather(index, best // size, batch_dims=1)
-            second = tf.gather(index, best % size, batch_dims=1)
+            first, second = best // size, best % size
+            if index is not None:  # pool positions back to feature indices
+                first, second = (tf.gather(index, i, batch_dims=1) for i in (first, second))
             chosen = tf.one_hot(first, features) + tf.one_hot(second, features)
             act = tf.logical_and(found, tf.logical_not(done))
             chosen = tf.where(act[:, None], tf.minimum(chosen, 1.0), 0.0)
