@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks.gradient import pgd
+from keras_attdef.attacks.objectives import cross_entropy
 from keras_attdef.attacks.spec import as_spec
 from keras_attdef.evaluation.inputs import check_inputs
 from keras_attdef.evaluation.robustness import adversarial_examples
@@ -52,19 +53,21 @@ def adaptive_attack(detector, x, y, eps: float, steps: int = 100, step_size: flo
     best = x.numpy().copy()
     done = np.zeros(len(y), bool)
     for k in range(num_targets):
-        target = tf.constant(targets[:, k])
+        todo = np.flatnonzero(~done)  # later targets only for the images still caught
+        if not len(todo):
+            break
+        target = tf.constant(targets[todo, k])
 
         def mask_term(x_adv, target=target):
             mask_logits = detector.mask_classifier(detector.generator(x_adv, training=False), training=False)
-            return -mask_weight * tf.keras.losses.sparse_categorical_crossentropy(target, mask_logits,
-                                                                                  from_logits=True)
+            return -mask_weight * cross_entropy(mask_logits, target)
 
-        x_adv = pgd(detector.classifier, x, target, eps=eps, steps=steps, step_size=step_size, targeted=True,
-                    clip_min=clip_min, clip_max=clip_max, extra_objective=mask_term).numpy()
+        x_adv = pgd(detector.classifier, tf.gather(x, todo), target, eps=eps, steps=steps, step_size=step_size,
+                    targeted=True, clip_min=clip_min, clip_max=clip_max, extra_objective=mask_term).numpy()
         outputs = detector.outputs(x_adv)
-        evades = (outputs["label"] != y) & ~outputs["adversarial"] & ~done
-        best[evades] = x_adv[evades]
-        done |= evades
+        evades = (outputs["label"] != y[todo]) & ~outputs["adversarial"]
+        best[todo[evades]] = x_adv[evades]
+        done[todo[evades]] = True
     return best
 
 
