@@ -34,11 +34,13 @@ def test_split_missing_in_file_is_an_error(tmp_path):
         datasets.load("cifar10", "train", data_dir=tmp_path)
 
 
-def test_bundled_sample_used_offline_with_a_warning(tmp_path, monkeypatch):
+def test_bundled_mnist_is_the_full_official_set_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("KERAS_ATTDEF_DATA", raising=False)
-    with pytest.warns(UserWarning, match="sample"):
-        x, y = datasets.load("mnist", "train", data_dir=tmp_path)
-    assert x.shape == (6000, 28, 28, 1) and set(np.unique(y)) == set(range(10))
+    x, y = datasets.load("mnist", "train", data_dir=tmp_path)   # an empty folder: falls back to the bundle
+    assert x.shape == (60000, 28, 28, 1) and set(np.unique(y)) == set(range(10))
+    assert abs(float(x.mean()) - 0.13066) < 1e-4                  # the official train mean
+    x_test, y_test = datasets.load("mnist", "test", data_dir=tmp_path)
+    assert x_test.shape == (10000, 28, 28, 1) and int(y_test[0]) == 7   # the official first test label
 
 
 def test_unknown_name_and_split():

@@ -67,7 +67,7 @@ def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10
         stadv_steps: Adam steps per stAdv search round (5 rounds).
         weight: weight of the certified loss.
         lr: Adam learning rate.
-        data_dir: folder with `mnist.npz` (default `$KERAS_ATTDEF_DATA`, then tfds, then the bundled sample).
+        data_dir: folder with `mnist.npz` (default `$KERAS_ATTDEF_DATA`, then tfds, then the bundled MNIST).
         seed: random seed.
         verbose: Keras `fit` verbosity.
         quantile: per-pixel quantile over training images of the warp-interval radius the certified net

@@ -122,7 +122,7 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "fast
         out: output folder (checkpoints, `results.json`, reports, `table.md`); reused to resume.
         presets: preset names; `atat` uses the `plain` model as its teacher (trained first if absent).
         protocol: the training and evaluation protocol.
-        data_dir: folder with `mnist.npz` (default `$KERAS_ATTDEF_DATA`, then tfds, then the bundled sample).
+        data_dir: folder with `mnist.npz` (default `$KERAS_ATTDEF_DATA`, then tfds, then the bundled MNIST).
         suite: the evaluation suite (`"autoattack"`; `"quick"` for smoke tests).
         verbose: `fit` verbosity.
 
