@@ -2,13 +2,16 @@
 """Wall time for a defence to reach a robustness target on MNIST (LeNet, eps 0.3), on this machine.
 
     python benchmarks/time_to_robustness.py --defense fast --max-minutes 30 --out runs/ttr_fast
+    python benchmarks/time_to_robustness.py --defense madry --model small_lenet --attack-steps 3 \
+        --max-minutes 4 --autoattack --out runs/ttr_small   # the quick recipe (issue 11, item 4)
 
 Trains epoch by epoch (eps ramped linearly over --warmup-epochs) and after each epoch measures clean
 accuracy on the 10,000 test digits and, once clean >= the target, PGD-100 (step 0.01, random start) on
 the first --pgd-points test digits (also after every epoch once the learning rate has dropped). The
 clock counts training only; evaluation time is reported apart. Stops at the target or before an epoch
 that would end past the time limit; the learning rate drops 10x after --decay-at of the budget.
-State is saved every epoch, so a stopped run resumes.
+State is saved every epoch, so a stopped run resumes. With --autoattack, the final model is also
+evaluated with the standard AutoAttack-style cascade on the same points (not counted in the clock).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from keras_attdef import AttackSpec, RobustModel, datasets, evaluate_robustness, models  # noqa: E402
 from keras_attdef.defenses import PRESETS  # noqa: E402
+from keras_attdef.evaluation.autoattack import autoattack  # noqa: E402
 
 
 def main(argv=None):
@@ -34,6 +38,10 @@ def main(argv=None):
     parser.add_argument("--defense", default="fast", choices=sorted(set(PRESETS) - {"plain", "certified", "atat"}))
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--attack-steps", type=int, default=7, help="PGD steps for madry")
+    parser.add_argument("--step-size", type=float, default=None, help="PGD step (default 2.5 eps / steps)")
+    parser.add_argument("--model", default="lenet", choices=["lenet", "small_lenet"])
+    parser.add_argument("--autoattack", action="store_true",
+                        help="evaluate the final model with the standard AutoAttack-style cascade too")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -61,8 +69,9 @@ def main(argv=None):
     else:
         keras.utils.set_random_seed(args.seed)
         warmup = int(args.warmup_epochs * steps_per_epoch)
-        defense = PRESETS[args.defense].from_options(eps=args.eps, steps=args.attack_steps, warmup_steps=warmup)
-        robust = RobustModel(models.lenet(), defense=defense, eval_attack=None)
+        defense = PRESETS[args.defense].from_options(eps=args.eps, steps=args.attack_steps, warmup_steps=warmup,
+                                                     step_size=args.step_size)
+        robust = RobustModel(getattr(models, args.model)(), defense=defense, eval_attack=None)
         robust.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"])
         state = {"epoch": 0, "train_seconds": 0.0, "eval_seconds": 0.0, "history": [], "args": vars(args)}
     train_ds = datasets.as_dataset(x, y, args.batch_size, shuffle=True, seed=args.seed)
@@ -98,6 +107,14 @@ def main(argv=None):
         if reached:
             break
     best = state["history"][-1]
+    if args.autoattack and "autoattack" not in state:
+        start = time.perf_counter()
+        result = autoattack(robust, x_test[: args.pgd_points], y_test[: args.pgd_points], args.eps, seed=args.seed)
+        state["autoattack"] = {"accuracy": float(result.accuracy["robust"]), "cascade": result.accuracy, "seconds": round(time.perf_counter() - start, 1)}
+        state_path.write_text(json.dumps(state, indent=2))
+    if "autoattack" in state:
+        print(f"AutoAttack-style (standard) accuracy of the final model: {state['autoattack']['accuracy']:.1%} "
+              f"({state['autoattack']['seconds']:.0f} s)")
     verdict = "reached" if reached else "NOT reached"
     print(f"\n{args.defense}: target (clean >= {args.clean_target}, PGD-100 >= {args.pgd_target}) {verdict} "
           f"after {state['epoch']} epochs, {state['train_seconds']:.0f} s of training "

@@ -191,6 +191,8 @@ def train(args) -> dict:
         report = evaluate_robustness(robust, (x_test, y_test), default_attacks(args.eps))
         table = report.to_markdown(f"{args.dataset} {args.defense}, {args.epochs} epochs ({train_seconds:.0f} s)")
         print(table)
+        print(f"(PGD figures overstate; the strongest evaluation: keras-attdef evaluate {out / 'model.keras'} "
+              f"--dataset {args.dataset} --eps {args.eps} --suite autoattack)")
         (out / "robustness.md").write_text(table + "\n")
         result["accuracy"] = report.accuracy
         result["picture"] = _attention_picture(robust.base_model, x_test[:8], y_test[:8], args.eps, out)

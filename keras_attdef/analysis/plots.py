@@ -53,8 +53,8 @@ def attention_grid(model, x, y, attack, path, layer: str | None = None, class_na
     names = class_names or [str(i) for i in range(int(model.output_shape[-1]))]
     fig, axes = plt.subplots(len(x), 4, figsize=(8, 2.1 * len(x)), squeeze=False)
     for row, (img, cam, adv, adv_cam) in enumerate(zip(x, maps_of(x), x_adv, maps_of(x_adv))):
-        panels = [(img, f"label {names[y[row]]}"), (cam, f"attention: {names[clean_pred[row]]}"),
-                  (adv, "adversarial"), (adv_cam, f"attention: {names[adv_pred[row]]}")]
+        panels = [(img, f"label {names[y[row]]}"), (cam, f"Grad-CAM, predicted {names[clean_pred[row]]}"),
+                  (adv, "adversarial"), (adv_cam, f"Grad-CAM, predicted {names[adv_pred[row]]}")]
         for col, (picture, title) in enumerate(panels):
             ax = axes[row, col]
             if col % 2 == 0:

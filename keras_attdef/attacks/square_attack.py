@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -98,6 +99,11 @@ def _channel_norm(t):
     return tf.sqrt(tf.reduce_sum(tf.square(t), axis=[1, 2], keepdims=True) + 1e-12)
 
 
+def _true_class_margin(model, y, points):
+    """z_y - max other logit per point: < 0 means fooled."""
+    return margin_of(model(points, training=False), y) * -1.0
+
+
 def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_init: float | None = None,
            seed: int | None = None, clip_min: float = 0.0, clip_max: float = 1.0, return_result: bool = False,
            progress: bool = False):
@@ -136,9 +142,9 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
     batch, height, width, channels = (int(d) for d in x.shape)
     eps = float(eps)
 
-    @tf.function(reduce_retracing=True)
-    def margins(points):
-        return margin_of(model(points, training=False), y) * -1.0  # z_y - max other: < 0 means fooled
+    # A partial, not a nested def: tf.function counts traces per code object, and a nested def would
+    # warn of "excessive retracing" after a few calls of `square` although each call traces once.
+    margins = tf.function(functools.partial(_true_class_margin, model, y), reduce_retracing=True)
 
     # Start: vertical stripes of +-eps (Linf), or a grid of pseudo-Gaussian bumps scaled to eps (L2).
     if norm == "linf":

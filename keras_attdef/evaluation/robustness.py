@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -61,9 +62,15 @@ def _batches(data, batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
+def _run_spec(spec, model, x, y, clip_min, clip_max):
+    return spec(model, x, y, clip_min=clip_min, clip_max=clip_max)
+
+
 def compile_attack(spec, model, clip_min: float = 0.0, clip_max: float = 1.0):
     """`f(x, y) -> x_adv` running `spec` on `model`, compiled once when the attack is traceable."""
-    run = lambda x, y: spec(model, x, y, clip_min=clip_min, clip_max=clip_max)  # noqa: E731
+    # A partial, not a lambda: tf.function counts traces per code object, so one lambda line compiled
+    # for five attacks would warn about "excessive retracing" although each attack traces once.
+    run = functools.partial(_run_spec, spec, model, clip_min=clip_min, clip_max=clip_max)
     # reduce_retracing: the last, shorter batch does not trigger a second trace per attack.
     # autograph=False: attacks are written for graph mode already (Python loops, tf.while_loop), and
     # AutoGraph converting the AttackSpec callable has resolved the wrong method after a Keras fit.
