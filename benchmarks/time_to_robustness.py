@@ -110,7 +110,8 @@ def main(argv=None):
     if args.autoattack and "autoattack" not in state:
         start = time.perf_counter()
         result = autoattack(robust, x_test[: args.pgd_points], y_test[: args.pgd_points], args.eps, seed=args.seed)
-        state["autoattack"] = {"accuracy": float(result.accuracy["robust"]), "cascade": result.accuracy, "seconds": round(time.perf_counter() - start, 1)}
+        state["autoattack"] = {"accuracy": float(result.accuracy["robust"]), "cascade": result.accuracy,
+                               "seconds": round(time.perf_counter() - start, 1)}
         state_path.write_text(json.dumps(state, indent=2))
     if "autoattack" in state:
         print(f"AutoAttack-style (standard) accuracy of the final model: {state['autoattack']['accuracy']:.1%} "

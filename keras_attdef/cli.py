@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a (robust) classifier and print its robustness table")
     train.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"])
     train.add_argument("--model", default=None,
-                       help="lenet | small_lenet | cifarnet | small_resnet | two_layer_dense (default by dataset and defence)")
+                       help="lenet | small_lenet | cifarnet | small_resnet | two_layer_dense "
+                            "(default by dataset and defence)")
     train.add_argument("--defense", default="madry", choices=sorted(PRESETS),
                        help="; ".join(f"{name}: {p.summary}" for name, p in sorted(PRESETS.items())))
     train.add_argument("--epochs", type=int, default=3)
@@ -150,8 +151,8 @@ def _model_for(dataset: str, name: str | None, input_shape):
     from keras_attdef import models
 
     name = name or ("cifarnet" if dataset == "cifar10" else "lenet")
-    builders = {"lenet": models.lenet, "small_lenet": models.small_lenet, "cifarnet": models.cifarnet, "small_resnet": models.small_resnet,
-                "two_layer_dense": models.two_layer_dense}
+    builders = {"lenet": models.lenet, "small_lenet": models.small_lenet, "cifarnet": models.cifarnet,
+                "small_resnet": models.small_resnet, "two_layer_dense": models.two_layer_dense}
     if name not in builders:
         raise SystemExit(f"Unknown model {name!r}; choose one of {sorted(builders)}.")
     return builders[name](input_shape=input_shape)

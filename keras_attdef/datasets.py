@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import glob
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
