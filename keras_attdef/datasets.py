@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,9 @@ def load(
     if arrays is None:
         arrays = _from_tfds(name, split, download, tried)
     if arrays is None and name == "mnist" and _BUNDLED_MNIST.exists():
+        if folder:  # the user named a folder: say that it was not used
+            warnings.warn(f"keras_attdef: {'; '.join(tried)}. Using the official MNIST bundled with the package.",
+                          stacklevel=2)
         with np.load(_BUNDLED_MNIST, allow_pickle=False) as f:
             arrays = (f[f"x_{split}"], f[f"y_{split}"])
     if arrays is None:
