@@ -56,6 +56,23 @@ def test_square_needs_no_gradient(trained_lenet, mnist_test):
     assert accuracy["square"] < 0.05, accuracy
     result = attacks.square(masked, x, y, eps=0.3, queries=300, seed=0, return_result=True)
     assert result.queries.max() <= 300 and np.all(result.queries[result.success] >= 1)
+    # the working set shrinks as samples are fooled: every row must still come back to its own place
+    predictions = np.argmax(masked.predict(result.x_adv, verbose=0), -1)
+    np.testing.assert_array_equal(result.success, predictions != y)
+    assert np.abs(result.x_adv - x).max() <= 0.3 + 1e-6
+    assert len(set(result.queries.tolist())) > 1  # fooled samples stopped querying at different counts
+
+
+def test_apgd_t_skips_fooled_points_in_graph_mode():
+    # Labels the model already gets wrong: the first target fools every point, so the later targets run on
+    # an empty batch, which must work inside a tf.function (as `evaluate_robustness` compiles attacks).
+    net = models.lenet()
+    x = np.random.default_rng(0).random((6, 28, 28, 1)).astype("float32")
+    wrong = (np.argmax(net.predict(x, verbose=0), -1) + 1) % 10
+    run = tf.function(lambda x, y: attacks.apgd_t(net, x, y, eps=0.1, steps=3, num_targets=3), autograph=False)
+    x_adv = run(tf.constant(x), tf.constant(wrong, tf.int32)).numpy()
+    assert x_adv.shape == x.shape and np.abs(x_adv - x).max() <= 0.1 + 1e-6
+    assert np.all(np.argmax(net.predict(x_adv, verbose=0), -1) != wrong)
 
 
 def test_square_l2_stays_in_the_ball_and_fools(trained_lenet, mnist_test):

@@ -23,6 +23,8 @@ True
 """
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from keras_attdef.attacks import engine
@@ -207,6 +209,16 @@ def apgd_dlr(model, x, y, eps: float, steps: int = 100, norm: str = "linf", rest
     return apgd(model, x, y, eps, steps, norm, "dlr", restarts=restarts, clip_min=clip_min, clip_max=clip_max)
 
 
+def _attack_unfooled(model, x, y, targets, todo, best, found, eps, steps, norm, clip_min, clip_max):
+    """One APGD-T target on the rows `todo`; returns `best` and `found` with those rows updated."""
+    rows = todo[:, None]
+    labels = tf.gather(y, todo)
+    candidate = apgd(model, tf.gather(x, todo), labels, eps, steps, norm, "dlr_targeted",
+                     targets=tf.gather(targets, todo), clip_min=clip_min, clip_max=clip_max)
+    fooled = tf.not_equal(tf.argmax(model(candidate, training=False), -1, output_type=tf.int32), labels)
+    return tf.tensor_scatter_nd_update(best, rows, candidate), tf.tensor_scatter_nd_update(found, rows, fooled)
+
+
 def apgd_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_targets: int = 9,
            clip_min: float = 0.0, clip_max: float = 1.0):
     """APGD-T: the targeted DLR loss towards each of the `num_targets` classes ranked next after the top one.
@@ -223,9 +235,14 @@ def apgd_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_ta
     ranked = tf.argsort(model(x, training=False), axis=-1, direction="DESCENDING")
     best, found = x, tf.zeros([tf.shape(x)[0]], tf.bool)
     for k in range(1, num_targets + 1):
-        candidate = apgd(model, x, y, eps, steps, norm, "dlr_targeted", targets=ranked[:, k], clip_min=clip_min,
-                         clip_max=clip_max)
-        fooled = tf.not_equal(tf.argmax(model(candidate, training=False), -1, output_type=tf.int32), y)
-        best = tf.where(engine.expand_to(found, x), best, candidate)
-        found = tf.logical_or(found, fooled)
+        # As in AutoAttack, each target runs only on the points no earlier target fooled.
+        todo = tf.where(tf.logical_not(found))[:, 0]
+        run = functools.partial(_attack_unfooled, model, x, y, ranked[:, k], todo, best, found, eps, steps, norm,
+                                clip_min, clip_max)
+        if tf.executing_eagerly():
+            if int(tf.size(todo)) == 0:
+                break
+            best, found = run()
+        else:  # in a graph, skip the empty batch with a cond (a conv on zero samples fails with oneDNN)
+            best, found = tf.cond(tf.size(todo) > 0, run, lambda: (best, found))
     return tf.stop_gradient(best)

@@ -7,7 +7,8 @@ schedule of the query count (`p_init` is the starting fraction of pixels). Linf:
 with the mass of a second window moved into it, rescaled to keep the norm at eps.
 
 Only the model's outputs are used, so it runs on models whose gradients are missing, zero or masked;
-samples stop querying once fooled (the count of queries is per sample).
+samples stop querying once fooled (the count of queries is per sample), and the batch sent to the model
+shrinks as they do, so a weak model costs few queries.
 
 Example:
 
@@ -144,7 +145,7 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
 
     # A partial, not a nested def: tf.function counts traces per code object, and a nested def would
     # warn of "excessive retracing" after a few calls of `square` although each call traces once.
-    margins = tf.function(functools.partial(_true_class_margin, model, y), reduce_retracing=True)
+    margins = tf.function(functools.partial(_true_class_margin, model), reduce_retracing=True)
 
     # Start: vertical stripes of +-eps (Linf), or a grid of pseudo-Gaussian bumps scaled to eps (L2).
     if norm == "linf":
@@ -159,39 +160,40 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
                 delta[:, r:r + side, c:c + side, :] += bump * rng.choice([-1.0, 1.0], size=(batch, 1, 1, channels))
         delta = tf.constant(delta)
         best = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
-    best_margin = margins(best)
+    best_margin = margins(y, best)
     used = tf.ones([batch], tf.int32)
 
+    # The steps take the working set (x, y) as arguments: it shrinks to the unfooled samples as they go.
     @tf.function(reduce_retracing=True)
-    def linf_step(best, best_margin, used, side):
+    def linf_step(x, y, best, best_margin, used, side):
         active = best_margin > 0
-        _, _, mask = _window_masks(batch, height, width, side)
-        signs = tf.sign(tf.random.uniform([batch, 1, 1, channels], -1.0, 1.0))
+        _, _, mask = _window_masks(tf.shape(x)[0], height, width, side)
+        signs = tf.sign(tf.random.uniform(tf.stack([tf.shape(x)[0], 1, 1, channels]), -1.0, 1.0))
         candidate = tf.clip_by_value(best * (1 - mask) + (x + eps * signs) * mask, clip_min, clip_max)
         candidate = engine.project(candidate, x, eps, "linf", clip_min, clip_max)
-        return _accept(candidate, best, best_margin, used, active)
+        return _accept(x, y, candidate, best, best_margin, used, active)
 
     @tf.function(reduce_retracing=True)
-    def l2_step(best, best_margin, used, pattern):
+    def l2_step(x, y, best, best_margin, used, pattern):
         active = best_margin > 0
-        side = tf.shape(pattern)[0]
+        side, size = tf.shape(pattern)[0], tf.shape(x)[0]
         delta = best - x
-        top, left, window = _window_masks(batch, height, width, side)
-        _, _, second = _window_masks(batch, height, width, side)
+        top, left, window = _window_masks(size, height, width, side)
+        _, _, second = _window_masks(size, height, width, side)
         union = tf.maximum(window, second)
         image_norm = engine.per_sample_norm(delta)
         union_norm = _channel_norm(delta * union)
         old = delta * window / _channel_norm(delta * window)
-        bump = _place(pattern, top, left, height, width) * tf.sign(tf.random.uniform([batch, 1, 1, channels], -1, 1))
-        new = bump + old
+        signs = tf.sign(tf.random.uniform(tf.stack([size, 1, 1, channels]), -1, 1))
+        new = _place(pattern, top, left, height, width) * signs + old
         scale = tf.sqrt(tf.maximum(eps ** 2 - image_norm ** 2, 0.0) / channels + union_norm ** 2)
         new = new / _channel_norm(new) * scale
         delta = delta * (1 - union) + new * window
         candidate = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
-        return _accept(candidate, best, best_margin, used, active)
+        return _accept(x, y, candidate, best, best_margin, used, active)
 
-    def _accept(candidate, best, best_margin, used, active):
-        candidate_margin = margins(candidate)
+    def _accept(x, y, candidate, best, best_margin, used, active):
+        candidate_margin = margins(y, candidate)
         better = tf.logical_and(active, candidate_margin < best_margin)
         best = tf.where(engine.expand_to(better, x), candidate, best)
         return best, tf.where(better, candidate_margin, best_margin), used + tf.cast(active, tf.int32)
@@ -202,17 +204,30 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
 
         steps = tqdm(steps, desc="square", unit="query")
     features = height * width * channels
+    # The working set: rows `index` of the batch. When half of it is fooled it is cut to the rest, and
+    # the full batch is written back at each cut and at the end.
+    index, work_x, work_y = tf.range(batch), x, y
+    full = [best, best_margin, used]
     for query in steps:
-        if not bool(tf.reduce_any(best_margin > 0)):
+        active = int(tf.reduce_sum(tf.cast(best_margin > 0, tf.int32)))
+        if active == 0:
             break
+        if active <= int(tf.size(index)) // 2:
+            full = [tf.tensor_scatter_nd_update(f, index[:, None], w) for f, w in zip(full, (best, best_margin, used))]
+            keep = tf.where(best_margin > 0)[:, 0]
+            index, work_x, work_y, best, best_margin, used = (
+                tf.gather(t, keep) for t in (index, work_x, work_y, best, best_margin, used))
         p = window_fraction(p_init, query, int(queries))
         if norm == "linf":
             side = int(min(max(round(math.sqrt(p * features / channels)), 1), height - 1))
-            best, best_margin, used = linf_step(best, best_margin, used, tf.constant(side))
+            best, best_margin, used = linf_step(work_x, work_y, best, best_margin, used, tf.constant(side))
         else:
             side = int(max(round(math.sqrt(p * features / channels)), 3))
             side = min(side + (1 - side % 2), height - 1 if (height - 1) % 2 else height - 2)
-            best, best_margin, used = l2_step(best, best_margin, used, tf.constant(l2_window(side, rng), tf.float32))
+            best, best_margin, used = l2_step(work_x, work_y, best, best_margin, used,
+                                              tf.constant(l2_window(side, rng), tf.float32))
+    best, best_margin, used = (tf.tensor_scatter_nd_update(f, index[:, None], w)
+                               for f, w in zip(full, (best, best_margin, used)))
     best = tf.stop_gradient(best)
     if return_result:
         return SquareResult(best.numpy(), (best_margin <= 0).numpy(), used.numpy())
