@@ -88,3 +88,28 @@ def test_report_rates_are_consistent_and_the_adaptive_attack_evades_more_than_fg
     assert abs(fgsm["evaded"] - fgsm["fooled_rate"] * (1 - fgsm["tp"])) < 1e-9
     assert adaptive["evaded"] >= fgsm["evaded"]
     assert "TN" in report.to_markdown()
+
+
+def test_squeezed_generator_ignores_perturbations_below_the_rounding_threshold(tmp_path):
+    import tensorflow as tf
+
+    squeeze = detect.BitDepthReduction(bits=1)
+    x = tf.constant([[0.2, 0.49, 0.51, 0.9]])
+    np.testing.assert_array_equal(squeeze(x).numpy(), [[0.0, 0.0, 1.0, 1.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(3.0 * squeeze(x))
+    np.testing.assert_allclose(tape.gradient(total, x).numpy(), 3.0)  # straight through (BPDA)
+    with pytest.raises(ValueError, match="bits"):
+        detect.BitDepthReduction(bits=0)
+
+    x, y = datasets.load("mnist", "train", limit=256)
+    x = np.round(x)  # black-and-white digits: +-0.2 never crosses the threshold
+    detector = detect.LatentAttentionDetector(models.lenet(), squeeze_bits=1)
+    detector.fit(x, y, generator_epochs=1, mask_epochs=1, verbose=0)
+    noise = np.random.default_rng(0).choice([-0.2, 0.2], size=x[:32].shape).astype("float32")
+    np.testing.assert_array_equal(detector.masks(np.clip(x[:32] + noise, 0, 1)), detector.masks(x[:32]))
+    detector.save(tmp_path / "squeezed.keras")
+    loaded = keras.models.load_model(tmp_path / "squeezed.keras")
+    assert loaded.squeeze_bits == 1
+    np.testing.assert_array_equal(loaded.detect(x[:64]), detector.detect(x[:64]))

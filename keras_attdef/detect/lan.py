@@ -5,6 +5,12 @@ eq. 8 of the thesis ("Two approaches to defend against adversarial examples", se
 image, `x~ = A * eta + (1 - A) * x` with noise eta, and eq. 9 trains G to corrupt as much as it can
 (`- beta * mean(A)`) while the classifier's output on x~ stays that on x (the classifier's own loss
 between the two). Pixels G keeps (values near 1) are those the classifier needs: the attention mask.
+
+The thesis argues that a better mask generator would make the detector better. One G can be made
+insensitive to small perturbations by design: `mask_generator(squeeze_bits=1)` first rounds its input to
+`2**bits` grey levels (feature squeezing, Xu, Evans and Qi, 2018, arXiv:1704.01155), so a perturbation
+that does not cross a rounding threshold cannot move the mask. The rounding passes gradients straight
+through (BPDA, Athalye et al., 2018, arXiv:1802.00420), so an adaptive attacker still gets a useful gradient.
 """
 from __future__ import annotations
 
@@ -14,12 +20,53 @@ import tensorflow as tf
 NOISES = ("uniform", "gaussian", "shuffle")
 
 
-def mask_generator(input_shape: tuple, hidden: tuple = (512, 512), name: str = "mask_generator") -> keras.Model:
+@keras.saving.register_keras_serializable(package="keras_attdef")
+class BitDepthReduction(keras.layers.Layer):
+    """Rounds images to `2**bits` levels of [clip_min, clip_max]; gradients pass straight through.
+
+    The forward pass is the squeezed image; the backward pass is the identity (BPDA), so attacks through
+    the layer see the gradient of the rest of the network instead of zero.
+
+    Args:
+        bits: bits per value (1: black or white).
+        clip_min: smallest valid input value.
+        clip_max: largest valid input value.
+
+    Example:
+
+    >>> import numpy as np
+    >>> BitDepthReduction(bits=1)(np.array([[0.2, 0.6]], "float32")).numpy().tolist()
+    [[0.0, 1.0]]
+    """
+
+    def __init__(self, bits: int = 1, clip_min: float = 0.0, clip_max: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if int(bits) != bits or bits < 1:
+            raise ValueError(f"bits must be a positive integer, got {bits!r}.")
+        if clip_max <= clip_min:
+            raise ValueError(f"clip_max ({clip_max}) must exceed clip_min ({clip_min}).")
+        self.bits, self.clip_min, self.clip_max = int(bits), float(clip_min), float(clip_max)
+
+    def call(self, x):
+        levels = 2.0 ** self.bits - 1.0
+        span = self.clip_max - self.clip_min
+        squeezed = tf.round((x - self.clip_min) / span * levels) / levels * span + self.clip_min
+        return x + tf.stop_gradient(squeezed - x)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "bits": self.bits, "clip_min": self.clip_min, "clip_max": self.clip_max}
+
+
+def mask_generator(input_shape: tuple, hidden: tuple = (512, 512), squeeze_bits: int | None = None,
+                   clip_min: float = 0.0, clip_max: float = 1.0, name: str = "mask_generator") -> keras.Model:
     """G: a fully connected network (the thesis's 3 layers) from an image to a `(height, width, 1)` mask.
 
     Args:
         input_shape: the classifier's image shape `(height, width, channels)`.
         hidden: widths of the hidden ReLU layers.
+        squeeze_bits: if set, G sees its input rounded to `2**squeeze_bits` levels (`BitDepthReduction`).
+        clip_min: smallest valid input value (for the rounding).
+        clip_max: largest valid input value (for the rounding).
         name: model name.
 
     Returns:
@@ -27,7 +74,8 @@ def mask_generator(input_shape: tuple, hidden: tuple = (512, 512), name: str = "
     """
     height, width = int(input_shape[0]), int(input_shape[1])
     inputs = keras.Input(tuple(input_shape), name="image")
-    h = keras.layers.Flatten()(inputs)
+    h = inputs if squeeze_bits is None else BitDepthReduction(squeeze_bits, clip_min, clip_max, name="squeeze")(inputs)
+    h = keras.layers.Flatten()(h)
     for i, units in enumerate(hidden):
         h = keras.layers.Dense(units, activation="relu", name=f"hidden{i + 1}")(h)
     h = keras.layers.Dense(height * width, activation="sigmoid", name="mask")(h)

@@ -63,7 +63,8 @@ def detection_attacks(dataset: str, cw_steps: int = 100) -> tuple[dict, float]:
 
 def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_size: int | None = None,
                          eval_size: int = 1000, classifier_epochs: int = 3, generator_epochs: int = 5,
-                         mask_epochs: int = 5, beta: float = 1.0, noise: str = "uniform", cw_steps: int = 100,
+                         mask_epochs: int = 5, beta: float = 1.0, noise: str = "uniform", squeeze_bits: int | None = None,
+                         cw_steps: int = 100,
                          adaptive_steps: int = 100, data_dir=None, seed: int = 0, verbose: int = 2) -> str:
     """Trains f1, a transfer source and the detector; measures it; writes `table.md` and `masks.png`.
 
@@ -77,6 +78,7 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         mask_epochs: epochs of the mask classifier.
         beta: eq. 9's weight of the corrupted share.
         noise: the LAN noise distribution.
+        squeeze_bits: round G's input to `2**squeeze_bits` levels (None: the thesis's G).
         cw_steps: C&W Adam steps per search round (5 rounds).
         adaptive_steps: PGD steps per target of the adaptive attack (at the FGSM row's eps).
         data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
@@ -106,7 +108,7 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         detector = keras.models.load_model(path)
     else:
         store.bind("detector", uuid.uuid4().hex)  # a new detector: rows measured on an old one go
-        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise)
+        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise, squeeze_bits=squeeze_bits)
         store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed))
         detector.save(path)
     attacks, eps = detection_attacks(dataset, cw_steps)
@@ -122,7 +124,9 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         detector, x_eval, y_eval, {}, adaptive={adaptive_name: {"eps": eps, "steps": adaptive_steps}}).to_dict())
     rows.update(report["rows"])
     table = DetectionReport(rows, benign).to_markdown()
-    text = f"{table}\n\nData: {description}. Detector: LAN beta {beta:g}, {noise} noise. Transfer source: a second " \
+    text = f"{table}\n\nData: {description}. Detector: LAN beta {beta:g}, {noise} noise" + \
+           (f", G's input rounded to {2 ** squeeze_bits} levels (BPDA in the adaptive attack)" if squeeze_bits else "") + \
+           f". Transfer source: a second " \
            f"plainly trained classifier of the same architecture (seed {seed + 1})."
     (out / "table.md").write_text(text + "\n")
     (out / "report.json").write_text(json.dumps({"rows": rows, "benign": benign}, indent=2))
