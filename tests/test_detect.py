@@ -113,3 +113,20 @@ def test_squeezed_generator_ignores_perturbations_below_the_rounding_threshold(t
     loaded = keras.models.load_model(tmp_path / "squeezed.keras")
     assert loaded.squeeze_bits == 1
     np.testing.assert_array_equal(loaded.detect(x[:64]), detector.detect(x[:64]))
+
+
+def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
+    from keras_attdef import cli
+
+    out = tmp_path / "detect"
+    args = ["detect", "--dataset", "mnist", "--train-size", "600", "--eval-size", "12", "--classifier-epochs", "1",
+            "--generator-epochs", "1", "--mask-epochs", "1", "--cw-steps", "5", "--adaptive-steps", "5",
+            "--squeeze-bits", "1", "--verbose", "0", "--out", str(out)]
+    assert cli.main(args) == 0
+    table = (out / "table.md").read_text()
+    assert "rounded to 2 levels" in table and "(adaptive)" in table and "JSMA (transfer)" in table
+    report = __import__("json").loads((out / "report.json").read_text())
+    assert 0.0 <= report["benign"]["tn"] <= 1.0 and (out / "masks.png").stat().st_size > 10_000
+    assert keras.models.load_model(out / "detector.keras").squeeze_bits == 1
+    capsys.readouterr()
+    assert cli.main(args) == 0 and "[resume]" in capsys.readouterr().out  # every stage is reused

@@ -7,11 +7,9 @@ an upper end is found, then bisection). Each sample keeps its smallest successfu
 
 Example:
 
->>> import numpy as np
->>> from keras_attdef import attacks, models
->>> net = models.lenet()
->>> x = np.random.rand(4, 28, 28, 1).astype("float32"); y = np.array([0, 1, 2, 3])
->>> result = attacks.carlini_wagner_l2(net, x, y, steps=10, search_steps=2, return_result=True)
+>>> from keras_attdef import attacks, datasets, models
+>>> x, y = datasets.load("mnist", "test", limit=4)
+>>> result = attacks.carlini_wagner_l2(models.lenet(), x, y, steps=10, search_steps=2, return_result=True)
 >>> result.l2.shape, bool(result.x_adv.min() >= 0.0)
 ((4,), True)
 """
