@@ -159,6 +159,18 @@ def test_masking_audit_flags_a_gradient_free_attack_beating_white_box(trained_le
     assert not flags["accuracy_grows_with_steps"].raised and not flags["adversarial_above_clean"].raised
 
 
+def test_curve_rises_within_sampling_noise_are_not_flagged():
+    from keras_attdef.evaluation import curve_checks
+
+    # a plain LeNet on 500 digits: PGD-1 3.6%, PGD-2 4.8% (six digits; two standard errors are 2.5 points)
+    steps = {1: 0.036, 2: 0.048, 5: 0.0}
+    assert curve_checks({}, 0.99, [], [], None, steps)["accuracy_grows_with_steps"].raised  # fixed 0.5 points
+    assert not curve_checks({}, 0.99, [], [], None, steps, num_samples=500)["accuracy_grows_with_steps"].raised
+    # a masked model's rise (tens of points) stays flagged, and a small rise on many points too
+    assert curve_checks({}, 0.99, [], [], None, {1: 0.1, 10: 0.6}, num_samples=500)["accuracy_grows_with_steps"].raised
+    assert curve_checks({}, 0.99, [], [], None, steps, num_samples=50_000)["accuracy_grows_with_steps"].raised
+
+
 def test_clear_errors_for_bad_input(trained_lenet, mnist_test):
     x, y = mnist_test[0][:8], mnist_test[1][:8]
     with pytest.raises(ValueError, match="eps must be"):

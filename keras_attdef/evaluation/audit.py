@@ -64,8 +64,21 @@ def model_checks(model, x, y, batch_size: int = 256) -> dict:
     }
 
 
+def rise_margin(low: float, high: float, num_samples: int | None) -> float:
+    """How far a curve may rise from `low` to `high` by chance: TOLERANCE, or two standard errors if larger.
+
+    The points of a curve are different attacks on `num_samples` points, each an estimate with binomial
+    noise; a rise within two standard errors of their difference (e.g. 1.2 points on 500 digits at 4%
+    accuracy) is noise, not the large rise that masked gradients give.
+    """
+    if not num_samples:
+        return TOLERANCE
+    spread = np.sqrt((low * (1 - low) + high * (1 - high)) / num_samples)
+    return max(TOLERANCE, 2.0 * float(spread))
+
+
 def curve_checks(accuracy: dict, clean: float, white_box: list, black_box: list, eps_curve: dict | None = None,
-                 steps_curve: dict | None = None) -> dict:
+                 steps_curve: dict | None = None, num_samples: int | None = None) -> dict:
     """The checks on measured accuracies.
 
     Args:
@@ -75,6 +88,8 @@ def curve_checks(accuracy: dict, clean: float, white_box: list, black_box: list,
         black_box: names of gradient-free and transfer attacks.
         eps_curve: `{eps: accuracy}` of one attack over budgets.
         steps_curve: `{steps: accuracy}` of one attack over iteration counts.
+        num_samples: points behind each accuracy; with it, a curve's rise must also exceed its sampling
+            noise (`rise_margin`).
     """
     flags = {}
     best_white = min((accuracy[n] for n in white_box), default=None)
@@ -89,6 +104,7 @@ def curve_checks(accuracy: dict, clean: float, white_box: list, black_box: list,
     for key, curve in (("accuracy_grows_with_eps", eps_curve), ("accuracy_grows_with_steps", steps_curve)):
         if curve:
             points = sorted(curve.items())
-            rises = [(a, b) for (a, acc_a), (b, acc_b) in zip(points, points[1:]) if acc_b > acc_a + TOLERANCE]
+            rises = [(a, b) for (a, acc_a), (b, acc_b) in zip(points, points[1:])
+                     if acc_b > acc_a + rise_margin(acc_a, acc_b, num_samples)]
             flags[key] = Flag(bool(rises), f"rises between {rises}" if rises else "never rises")
     return flags

@@ -240,7 +240,7 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     white_box = [n for n in attacks if n not in black_box]
     flags = {**model_checks(base, x, y),
              **curve_checks({k: v for k, v in accuracy.items() if k not in ("clean", "worst case")}, accuracy["clean"],
-                            white_box, black_box, eps_curve, steps_curve)}
+                            white_box, black_box, eps_curve, steps_curve, len(y))}
     label = name or getattr(base, "name", "model")
     if suite == "autoattack":
         label += ", worst case = AutoAttack-style (standard parts: APGD-CE, APGD-T, FAB-T, Square)"
