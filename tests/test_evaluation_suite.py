@@ -137,9 +137,11 @@ def test_fab_t_finds_small_changes_inside_the_budget(trained_lenet, mnist_test, 
 
 def test_masking_audit_flags_a_masked_model_and_not_a_plain_one(trained_lenet, mnist_test):
     x, y = mnist_test[0][:64], mnist_test[1][:64]
+    # The transfer row (PGD made on the unmasked net) is the black-box attack the gradient ones must match.
     masked = evaluate(quantised(trained_lenet), x, y, eps=0.3, suite="quick", progress=False,
-                      steps_grid=(1, 5), eps_fractions=(0.5, 1.0))
-    assert {"zero_gradients"} <= set(masked.raised), masked.to_markdown()
+                      steps_grid=(1, 5), eps_fractions=(0.5, 1.0), source_model=trained_lenet)
+    assert {"zero_gradients", "gradient_free_beats_white_box"} <= set(masked.raised), masked.to_markdown()
+    assert "sign test" in masked.flags["gradient_free_beats_white_box"].detail  # judged point by point
     plain_flags = model_checks(trained_lenet, x, y)
     assert not any(flag.raised for flag in plain_flags.values()), plain_flags
     softmax = keras.Sequential([trained_lenet, keras.layers.Softmax()])
@@ -157,6 +159,41 @@ def test_masking_audit_flags_a_gradient_free_attack_beating_white_box(trained_le
                          {1: 0.6, 10: 0.5})
     assert flags["gradient_free_beats_white_box"].raised and flags["accuracy_grows_with_eps"].raised
     assert not flags["accuracy_grows_with_steps"].raised and not flags["adversarial_above_clean"].raised
+
+
+def test_gradient_free_lead_is_judged_point_by_point_against_all_white_box_attacks():
+    from keras_attdef.evaluation import curve_checks
+
+    def flag(square=(), pgd=(), apgd=(), n=500):
+        """The audit's verdict when each attack fools the points (indices) given."""
+        correct = {name: ~np.isin(np.arange(n), fooled) for name, fooled in
+                   (("PGD", pgd), ("APGD", apgd), ("Square", square))}
+        accuracy = {k: float(v.mean()) for k, v in correct.items()}
+        return curve_checks(accuracy, 1.0, ["PGD", "APGD"], ["Square"], correct=correct)["gradient_free_beats_white_box"]
+
+    # A masked model: Square fools a fifth of the points and no gradient attack finds them.
+    assert flag(square=range(100)).raised and "Square alone fooled 100 point(s)" in flag(square=range(100)).detail
+    # Four points of 500 that only Square fools: a sign test gives p = 1/16, chance; the old rule (0.5 points)
+    # flagged it. Nine: p = 0.002, flagged. Nine against six the other way: p = 0.30.
+    assert not flag(square=range(4)).raised and "p = 0.0625" in flag(square=range(4)).detail
+    assert flag(square=range(9)).raised
+    assert not flag(square=range(9), apgd=range(100, 106)).raised
+    # The white-box attacks count together: Square beats each alone by 0.8 points or more, not the two.
+    assert not flag(square=range(9), pgd=range(5), apgd=range(5, 9)).raised
+
+
+def test_single_step_attack_beating_the_iterative_ones_is_flagged():
+    from keras_attdef.evaluation import curve_checks
+
+    n = 500
+    fooled = lambda k: np.arange(n) >= k  # noqa: E731  (correct on all but the first k points)
+    broken_pgd = {"FGSM": fooled(200), "PGD": fooled(20)}  # e.g. a PGD stuck in a flat, masked region
+    flags = curve_checks({k: float(v.mean()) for k, v in broken_pgd.items()}, 1.0, ["FGSM", "PGD"], [],
+                         correct=broken_pgd, single_step=["FGSM"])
+    assert flags["single_step_beats_iterative"].raised and "FGSM alone fooled 180" in flags["single_step_beats_iterative"].detail
+    healthy = {"FGSM": fooled(20), "PGD": fooled(200)}
+    assert not curve_checks({k: float(v.mean()) for k, v in healthy.items()}, 1.0, ["FGSM", "PGD"], [],
+                            correct=healthy, single_step=["FGSM"])["single_step_beats_iterative"].raised
 
 
 def test_curve_rises_within_sampling_noise_are_not_flagged():

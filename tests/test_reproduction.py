@@ -52,3 +52,28 @@ def test_results_of_a_retrained_model_are_dropped_not_reused(tmp_path):
     store.bind("madry", "run-2")  # retrained (its checkpoint was lost): its figures go, the others stay
     reloaded = ResultStore(tmp_path / "results.json")
     assert "madry/suite" not in reloaded and reloaded.get("plain/suite", lambda: None) == 0.0
+
+
+def test_training_killed_mid_epoch_resumes_at_the_next_batch(tmp_path, monkeypatch):
+    from keras_attdef.experiments import training
+
+    x, y = np.random.default_rng(0).random((40, 28, 28, 1), np.float32), np.arange(40) % 10
+    build = lambda: models.lenet(dropout=0)  # noqa: E731
+    save_at_batch_end = training._Checkpoint.on_train_batch_end
+
+    def killed_after_two_batches(self, batch, logs=None):
+        save_at_batch_end(self, batch, logs)
+        if self.progress["batches_done"] == 2:
+            raise KeyboardInterrupt  # the session ends here, just after a mid-epoch checkpoint
+
+    monkeypatch.setattr(training._Checkpoint, "on_train_batch_end", killed_after_two_batches)
+    try:
+        train_resumable(tmp_path, build, "plain", x, y, epochs=2, batch_size=10, verbose=0, checkpoint_seconds=0)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    stopped = training.json.loads((tmp_path / "progress.json").read_text())
+    assert (stopped["epochs_done"], stopped["batches_done"]) == (0, 2)
+    model, progress = train_resumable(tmp_path, build, "plain", x, y, epochs=2, batch_size=10, verbose=0)
+    assert progress["epochs_done"] == 2 and progress["batches_done"] == 0 and len(progress["epoch_seconds"]) == 2
+    assert int(model.optimizer.iterations) == 8  # 2 before the kill + 2 after + 4: no batch trained twice or skipped

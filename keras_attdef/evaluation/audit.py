@@ -4,7 +4,9 @@ A defence that hides its gradients (quantised inputs, randomness, saturated soft
 gradient attacks and is not. Each flag is a symptom from Carlini et al., "On Evaluating Adversarial
 Robustness" (arXiv:1902.06705), and Athalye et al. (arXiv:1802.00420):
 
-- `gradient_free_beats_white_box`: a gradient-free or transfer attack did better than every white-box one.
+- `gradient_free_beats_white_box`: a gradient-free or transfer attack did better than the white-box ones;
+  with per-point outcomes, better than all of them together and beyond chance (a paired sign test).
+- `single_step_beats_iterative`: FGSM or StepLL did better than the iterative attacks (judged the same way).
 - `accuracy_grows_with_eps`: accuracy went up as the budget grew.
 - `accuracy_grows_with_steps`: accuracy went up with more attack iterations.
 - `adversarial_above_clean`: an attack left more points correct than the clean inputs.
@@ -24,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -34,6 +37,8 @@ from keras_attdef.attacks.objectives import classification_objective
 # A difference smaller than this many points (of 100) is noise, not a symptom.
 TOLERANCE = 0.5 / 100
 ZERO_GRADIENT_SHARE = 0.05
+# A gradient-free attack's lead over the white-box ones counts when a paired sign test gives p below this.
+SIGNIFICANCE = 0.05
 
 
 @dataclasses.dataclass
@@ -77,8 +82,41 @@ def rise_margin(low: float, high: float, num_samples: int | None) -> float:
     return max(TOLERANCE, 2.0 * float(spread))
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided exact sign test (McNemar on the discordant points): P(at least `wins` of `wins + losses`) at 1/2.
+
+    Two attacks run on the same points disagree on a few of them; if they were equally strong, each
+    disagreement would fall either way with probability 1/2.
+
+    >>> round(sign_test(4, 0), 4), round(sign_test(9, 0), 4), sign_test(0, 0)
+    (0.0625, 0.002, 1.0)
+    """
+    total = wins + losses
+    return sum(math.comb(total, k) for k in range(wins, total + 1)) / 2 ** total
+
+
+def _rival_beats(accuracy: dict, expected: list, rivals: list, correct: dict | None, group: str) -> Flag:
+    """Whether the best of `rivals` beat the attacks `expected` to be stronger (the `group`), beyond chance."""
+    name = min(rivals, key=accuracy.get)
+    best_name = min(expected, key=accuracy.get)
+    if not correct or not all(n in correct for n in [*expected, name]):
+        return Flag(accuracy[name] < accuracy[best_name] - TOLERANCE,
+                    f"{name} {100 * accuracy[name]:.2f}% vs the best of {group} ({best_name}) "
+                    f"{100 * accuracy[best_name]:.2f}%")
+    # Per point: the expected attacks together (a point survives only if it survives each of them).
+    together = np.logical_and.reduce([np.asarray(correct[n], bool) for n in expected])
+    rival = np.asarray(correct[name], bool)
+    only_rival, only_together = int(np.sum(together & ~rival)), int(np.sum(~together & rival))
+    p_value = sign_test(only_rival, only_together)
+    raised = bool(rival.mean() < together.mean() - TOLERANCE and p_value < SIGNIFICANCE)
+    return Flag(raised, f"{name} {100 * rival.mean():.2f}% vs {100 * together.mean():.2f}% for {group} together "
+                        f"(best alone: {best_name} {100 * accuracy[best_name]:.2f}%); {name} alone fooled "
+                        f"{only_rival} point(s), {group} alone {only_together} (sign test p = {p_value:.3g})")
+
+
 def curve_checks(accuracy: dict, clean: float, white_box: list, black_box: list, eps_curve: dict | None = None,
-                 steps_curve: dict | None = None, num_samples: int | None = None) -> dict:
+                 steps_curve: dict | None = None, num_samples: int | None = None, correct: dict | None = None,
+                 single_step: list | None = None) -> dict:
     """The checks on measured accuracies.
 
     Args:
@@ -90,15 +128,21 @@ def curve_checks(accuracy: dict, clean: float, white_box: list, black_box: list,
         steps_curve: `{steps: accuracy}` of one attack over iteration counts.
         num_samples: points behind each accuracy; with it, a curve's rise must also exceed its sampling
             noise (`rise_margin`).
+        correct: `{attack name: per-point bool}` on the same points; with it, the best gradient-free attack
+            is compared with the white-box attacks together, point by point, and its lead must pass a
+            sign test (`sign_test`, p < SIGNIFICANCE) as well as TOLERANCE. Without it, with the best
+            white-box accuracy and TOLERANCE alone. The same for single-step against iterative attacks.
+        single_step: names (among `white_box`) of single-step attacks (FGSM, StepLL); the other white-box
+            attacks are the iterative ones, which should do at least as well.
     """
     flags = {}
-    best_white = min((accuracy[n] for n in white_box), default=None)
-    best_black = min((accuracy[n] for n in black_box), default=None)
-    if best_white is not None and best_black is not None:
-        name = min(black_box, key=accuracy.get)
-        flags["gradient_free_beats_white_box"] = Flag(
-            best_black < best_white - TOLERANCE,
-            f"{name} {100 * best_black:.2f}% vs the best white-box attack {100 * best_white:.2f}%")
+    if white_box and black_box:
+        flags["gradient_free_beats_white_box"] = _rival_beats(accuracy, white_box, black_box, correct,
+                                                              "the white-box attacks")
+    iterative = [n for n in white_box if n not in (single_step or ())]
+    if single_step and iterative:
+        flags["single_step_beats_iterative"] = _rival_beats(accuracy, iterative, list(single_step), correct,
+                                                            "the iterative attacks")
     above = {n: a for n, a in accuracy.items() if a > clean + TOLERANCE}
     flags["adversarial_above_clean"] = Flag(bool(above), f"above clean {100 * clean:.2f}%: {sorted(above) or 'none'}")
     for key, curve in (("accuracy_grows_with_eps", eps_curve), ("accuracy_grows_with_steps", steps_curve)):

@@ -39,6 +39,7 @@ from keras_attdef.tables import markdown_table, percent
 SUITES = ("autoattack", "fast", "quick")
 # Attacks that use no gradient of the evaluated model: the audit compares them with the white-box ones.
 BLACK_BOX = ("square", "transfer")
+SINGLE_STEP = ("fgsm", "step_ll", "r_step_ll")
 
 
 def suite_attacks(eps: float, norm: str = "linf", suite: str = "autoattack", seed: int = 0) -> dict:
@@ -188,10 +189,18 @@ def transfer_accuracy(source, target, x, y, attack, batch_size: int = 256) -> fl
     from keras_attdef.evaluation.inputs import predict_labels
     from keras_attdef.evaluation.robustness import adversarial_examples
 
+    return float(np.mean(transfer_correct(source, target, x, y, attack, batch_size)))
+
+
+def transfer_correct(source, target, x, y, attack, batch_size: int = 256) -> np.ndarray:
+    """Per point of `x`: whether `target` still classifies the example made on `source` correctly."""
+    from keras_attdef.evaluation.inputs import predict_labels
+    from keras_attdef.evaluation.robustness import adversarial_examples
+
     target = getattr(target, "base_model", target)
     x, y = check_inputs(target, x, y)
     adv = adversarial_examples(source, x, y, attack, batch_size)
-    return float(np.mean(predict_labels(target, adv, batch_size) == y))
+    return predict_labels(target, adv, batch_size) == y
 
 
 def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoattack", source_model=None,
@@ -225,13 +234,15 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     tf.random.set_seed(seed)
     attacks = suite_attacks(eps, norm, suite, seed)
     table = evaluate_robustness(base, (x, y), attacks, batch_size=batch_size, progress=progress)
-    accuracy = dict(table.accuracy)
+    accuracy, correct = dict(table.accuracy), dict(table.correct)
     black_box = [n for n, spec in attacks.items() if spec.name in BLACK_BOX]
     if source_model is not None:
-        accuracy["transfer (PGD-20 from source)"] = transfer_accuracy(
-            source_model, base, x, y, AttackSpec("pgd", eps=eps, steps=20, norm=norm), batch_size)
-        black_box.append("transfer (PGD-20 from source)")
-        accuracy["worst case"] = min(accuracy["worst case"], accuracy["transfer (PGD-20 from source)"])
+        row = "transfer (PGD-20 from source)"
+        correct[row] = transfer_correct(source_model, base, x, y, AttackSpec("pgd", eps=eps, steps=20, norm=norm),
+                                        batch_size)
+        accuracy[row] = float(correct[row].mean())
+        black_box.append(row)
+        accuracy["worst case"] = float(np.logical_and.reduce(list(correct.values())).mean())  # per point
     curve_rows = {f"eps {f * eps:g}": AttackSpec("pgd", eps=f * eps, steps=20, norm=norm) for f in eps_fractions if f > 0}
     curve_rows.update({f"steps {s}": AttackSpec("pgd", eps=eps, steps=s, norm=norm) for s in steps_grid})
     curves = evaluate_robustness(base, (x, y), curve_rows, batch_size=batch_size, progress=progress).accuracy
@@ -240,7 +251,8 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     white_box = [n for n in attacks if n not in black_box]
     flags = {**model_checks(base, x, y),
              **curve_checks({k: v for k, v in accuracy.items() if k not in ("clean", "worst case")}, accuracy["clean"],
-                            white_box, black_box, eps_curve, steps_curve, len(y))}
+                            white_box, black_box, eps_curve, steps_curve, len(y), correct,
+                            [n for n in white_box if n in attacks and attacks[n].name in SINGLE_STEP])}
     label = name or getattr(base, "name", "model")
     if suite == "autoattack":
         label += ", worst case = AutoAttack-style (standard parts: APGD-CE, APGD-T, FAB-T, Square)"

@@ -25,11 +25,15 @@ from keras_attdef.tables import markdown_table, percent
 
 @dataclasses.dataclass
 class RobustnessReport:
-    """Accuracy per row (`clean`, each attack, `worst case`: correct under every attack) and counts."""
+    """Accuracy per row (`clean`, each attack, `worst case`: correct under every attack) and counts.
+
+    `correct` holds the per-point outcome behind each accuracy (`{row: bool array}`), for paired tests.
+    """
 
     accuracy: dict
     num_examples: int
     attacks: dict
+    correct: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def to_markdown(self, title: str | None = None) -> str:
         table = markdown_table(["evaluation", "accuracy"], [[n, percent(a)] for n, a in self.accuracy.items()], title)
@@ -141,4 +145,5 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     accuracy = {name: float(values.mean()) for name, values in flags.items()}
     if specs:
         accuracy["worst case"] = float(np.logical_and.reduce([flags[n] for n in flags]).mean())
-    return RobustnessReport(accuracy, int(len(flags["clean"])), {n: s.get_config() for n, s in specs.items()})
+    return RobustnessReport(accuracy, int(len(flags["clean"])), {n: s.get_config() for n, s in specs.items()},
+                            flags)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 
 
 def train_or_load(path, build_model: Callable[[], keras.Model], defense, x, y, epochs: int, lr: float = 1e-3,
@@ -50,25 +51,48 @@ def train_or_load(path, build_model: Callable[[], keras.Model], defense, x, y, e
     return robust, seconds
 
 
-class _EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the model and the progress after every epoch; stops when the next epoch would pass the limit."""
+class _Checkpoint(keras.callbacks.Callback):
+    """Saves the model and the progress after every epoch and every `every_seconds` within one.
 
-    def __init__(self, folder: Path, progress: dict, time_limit: float | None):
+    Stops when the next epoch would pass the time limit. Within an epoch it records how many batches are
+    done, so a run killed mid-epoch (a session ending during an 18-minute PGD-40 epoch) loses at most
+    `every_seconds` of training instead of the epoch.
+    """
+
+    def __init__(self, folder: Path, progress: dict, time_limit: float | None, every_seconds: float | None,
+                 first_batch: int = 0):
         super().__init__()
         self.folder, self.progress, self.time_limit = folder, progress, time_limit
+        self.every_seconds, self.first_batch = every_seconds, first_batch
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.time()
+        self.started = self.last_save = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.time()
+        if self.every_seconds is not None and now - self.last_save >= self.every_seconds:
+            self.progress["batches_done"] = self.first_batch + batch + 1
+            self._add_seconds(now - self.last_save)
+            self.last_save = now
+            self._save()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.time() - self.started
+        self._add_seconds(time.time() - self.last_save)
+        seconds = self.progress.pop("current_epoch_seconds")
         self.progress["epochs_done"] = epoch + 1
-        self.progress["seconds"] += seconds
+        self.progress["batches_done"] = 0
         self.progress["epoch_seconds"].append(seconds)
         self.progress["logs"].append({k: float(v) for k, v in (logs or {}).items()})
         if self.time_limit is not None and self.progress["seconds"] + seconds > self.time_limit:
             self.progress["stopped"] = f"the next epoch would pass the {self.time_limit / 60:g}-minute limit"
             self.model.stop_training = True
+        self._save()
+
+    def _add_seconds(self, seconds: float) -> None:
+        self.progress["seconds"] += seconds
+        self.progress["current_epoch_seconds"] = self.progress.get("current_epoch_seconds", 0.0) + seconds
+
+    def _save(self) -> None:
         partial = self.folder / "checkpoint.partial.keras"
         self.model.save(partial)
         os.replace(partial, self.folder / "checkpoint.keras")
@@ -82,13 +106,16 @@ def _write_json(path: Path, value) -> None:
 
 
 def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, y, epochs: int, lr: float = 1e-3,
-                    batch_size: int = 128, seed: int = 0, time_limit: float | None = None, verbose: int = 2):
-    """Trains `RobustModel(build_model(), defense)` epoch by epoch, resuming from the last finished epoch.
+                    batch_size: int = 128, seed: int = 0, time_limit: float | None = None, verbose: int = 2,
+                    checkpoint_seconds: float | None = 300.0):
+    """Trains `RobustModel(build_model(), defense)` epoch by epoch, resuming where it was stopped.
 
-    After each epoch the model (weights and optimizer state) goes to `folder/checkpoint.keras` and the
-    progress (epochs done, training seconds per epoch, logs) to `folder/progress.json`; a stopped run
-    continues from there. With `time_limit`, training stops after the last epoch that keeps the total
-    within it (judged from the last epoch's time), and the progress says so.
+    The model (weights and optimizer state) goes to `folder/checkpoint.keras` and the progress (epochs
+    and batches done, training seconds per epoch, logs) to `folder/progress.json` after every epoch and
+    every `checkpoint_seconds` within one; a stopped run continues from there, mid-epoch included: each
+    epoch's batch order is fixed by `seed + epoch`, so the resumed epoch skips exactly the batches already
+    trained on. With `time_limit`, training stops after the last epoch that keeps the total within it
+    (judged from the last epoch's time), and the progress says so.
 
     Args:
         folder: where the checkpoint and progress live.
@@ -102,10 +129,12 @@ def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, 
         seed: seeds weights and shuffling.
         time_limit: training seconds allowed, or None.
         verbose: `fit` verbosity.
+        checkpoint_seconds: save within an epoch this often (None: at epoch ends only).
 
     Returns:
-        `(model, progress)`: the `RobustModel` and `{"epochs_done", "seconds", "epoch_seconds", "logs",
-        "stopped", "run_id"}` (`run_id` is new whenever training starts from scratch).
+        `(model, progress)`: the `RobustModel` and `{"epochs_done", "batches_done", "seconds",
+        "epoch_seconds", "logs", "stopped", "run_id"}` (`run_id` is new whenever training starts from
+        scratch; the logs of an epoch that was resumed cover the batches after the resume).
 
     Example:
 
@@ -124,18 +153,23 @@ def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, 
     progress_path, checkpoint = folder / "progress.json", folder / "checkpoint.keras"
     if progress_path.exists() and checkpoint.exists():
         progress = json.loads(progress_path.read_text())
+        progress.setdefault("batches_done", 0)
         robust = keras.models.load_model(checkpoint)
         if verbose:
-            print(f"[resume] {folder}: {progress['epochs_done']} epoch(s) done")
+            print(f"[resume] {folder}: {progress['epochs_done']} epoch(s) and {progress['batches_done']} batch(es) done")
     else:
-        progress = {"epochs_done": 0, "seconds": 0.0, "epoch_seconds": [], "logs": [], "stopped": None,
-                    "run_id": uuid.uuid4().hex}
+        progress = {"epochs_done": 0, "batches_done": 0, "seconds": 0.0, "epoch_seconds": [], "logs": [],
+                    "stopped": None, "run_id": uuid.uuid4().hex}
         keras.utils.set_random_seed(seed)
         robust = RobustModel(build_model(), defense=defense, eval_attack=None)
         robust.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"])
-    if progress["epochs_done"] < epochs and not progress["stopped"]:
-        keras.utils.set_random_seed(seed + progress["epochs_done"])
-        robust.fit(datasets.as_dataset(x, y, batch_size, shuffle=True, seed=seed + progress["epochs_done"]),
-                   epochs=epochs, initial_epoch=progress["epochs_done"], verbose=verbose, shuffle=False,
-                   callbacks=[_EpochCheckpoint(folder, progress, time_limit)])
+    while progress["epochs_done"] < epochs and not progress["stopped"]:
+        epoch, skip = progress["epochs_done"], progress["batches_done"]
+        keras.utils.set_random_seed(seed + epoch + skip)
+        order = np.random.default_rng(seed + epoch).permutation(len(x))  # independent of TF's global seed
+        batches = datasets.as_dataset(x[order], y[order], batch_size).skip(skip)
+        if verbose:  # fit below sees one epoch at a time and would print "Epoch e/e"
+            print(f"[train] {folder.name}: epoch {epoch + 1} of {epochs}" + (f", from batch {skip + 1}" if skip else ""))
+        robust.fit(batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False,
+                   callbacks=[_Checkpoint(folder, progress, time_limit, checkpoint_seconds, skip)])
     return robust, progress
