@@ -36,8 +36,9 @@ setup(
         "threadpoolctl>=3.0",  # one BLAS thread per certificate worker (small matrices: threads only contend)
     ],
     extras_require={
-        # an independent implementation (IBM's Adversarial Robustness Toolbox) the attacks are checked against
-        "crosscheck": ["adversarial-robustness-toolbox>=1.17"],
+        # independent implementations the attacks are checked against: IBM's Adversarial Robustness Toolbox,
+        # and torchattacks (ports of the AutoAttack authors' APGD-T, FAB and Square; PyTorch, a large install)
+        "crosscheck": ["adversarial-robustness-toolbox>=1.17", "torch>=2.0", "torchattacks>=3.5"],
         "dev": ["pytest>=7", "hypothesis>=6", "pytest-xdist>=3", "adversarial-robustness-toolbox>=1.17"],
     },
     entry_points={"console_scripts": ["keras-attdef=keras_attdef.cli:main"]},

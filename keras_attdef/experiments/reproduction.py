@@ -112,8 +112,8 @@ def evaluate_model(model, x, y, store: ResultStore, name: str, out: Path, protoc
     return {"paper": paper, "suite": full, "attention_shift": shift}
 
 
-def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "fast", "trades", "alp", "aad",
-                                                          "aad_pgd", "at_alp", "atat"),
+def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_pgd", "aad", "trades", "alp",
+                                                          "at_alp", "atat", "fast"),
                     protocol: Protocol = Protocol(), data_dir=None, suite: str = "autoattack",
                     verbose: int = 2) -> str:
     """Trains and evaluates each preset; writes `out/table.md` and returns it.
