@@ -135,6 +135,18 @@ def test_fab_t_finds_small_changes_inside_the_budget(trained_lenet, mnist_test, 
     assert accuracy <= pgd + 0.1, (accuracy, pgd)  # a minimal-norm attack: close to PGD at the budget
 
 
+def test_fab_t_skipping_fooled_points_keeps_the_robust_accuracy(trained_lenet, mnist_test):
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    results = {skip: attacks.fab_t(trained_lenet, x, y, eps=0.1, steps=20, num_targets=3, return_norms=True,
+                                   skip_fooled=skip) for skip in (True, False)}
+    within = {skip: norms.numpy() <= 0.1 * (1 + 1e-6) for skip, (_, norms) in results.items()}
+    assert 0 < within[True].sum() < 64  # some points fooled, some not: both paths of the skip ran
+    # Rows are independent, so skipping changes no decision (one row may differ by float rounding of
+    # another batch size); the skipped rows keep their first success, never a larger change than eps.
+    assert np.sum(within[True] != within[False]) <= 1
+    assert np.all(results[False][1].numpy() <= results[True][1].numpy() + 1e-6)
+
+
 def test_masking_audit_flags_a_masked_model_and_not_a_plain_one(trained_lenet, mnist_test):
     x, y = mnist_test[0][:64], mnist_test[1][:64]
     # The transfer row (PGD made on the unmasked net) is the black-box attack the gradient ones must match.
