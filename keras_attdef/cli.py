@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--noise", default="uniform", choices=["uniform", "gaussian", "shuffle"])
     det.add_argument("--squeeze-bits", type=int, default=None,
                      help="round the mask generator's input to 2**N levels (feature squeezing; default off)")
+    det.add_argument("--median-size", type=int, default=None,
+                     help="median-filter the mask generator's input with an N x N window first (default off)")
     det.add_argument("--cw-steps", type=int, default=100)
     det.add_argument("--adaptive-steps", type=int, default=100)
     det.add_argument("--data-dir", default=None)
@@ -313,8 +315,8 @@ def detect(args) -> str:
 
     text = detection_experiment(args.out or f"runs/detect_{args.dataset}", args.dataset, args.train_size,
                                 args.eval_size, args.classifier_epochs, args.generator_epochs, args.mask_epochs,
-                                args.beta, args.noise, args.squeeze_bits, args.cw_steps, args.adaptive_steps, args.data_dir, args.seed,
-                                args.verbose)
+                                args.beta, args.noise, args.squeeze_bits, args.cw_steps, args.adaptive_steps,
+                                args.data_dir, args.seed, args.verbose, median_size=args.median_size)
     print(f"Command: `keras-attdef {' '.join(sys.argv[1:])}`\n\n{text}")
     return text
 

@@ -115,6 +115,39 @@ def test_squeezed_generator_ignores_perturbations_below_the_rounding_threshold(t
     np.testing.assert_array_equal(loaded.detect(x[:64]), detector.detect(x[:64]))
 
 
+def test_median_filtered_generator_ignores_isolated_pixels_and_round_trips(tmp_path):
+    import tensorflow as tf
+
+    median = detect.MedianSmoothing(3)
+    x, y = datasets.load("mnist", "train", limit=256)
+    specks = x[:32].copy()
+    rng = np.random.default_rng(0)
+    for image in specks:  # ten isolated white pixels on the background, JSMA's kind of change
+        background = np.argwhere(median(image[None]).numpy()[0, ..., 0] == 0)
+        for r, c in background[rng.choice(len(background), 10, replace=False)]:
+            if image[max(r - 2, 0):r + 3, max(c - 2, 0):c + 3].sum() == 0:  # no window holds it and ink
+                image[r, c] = 1.0
+    assert (specks != x[:32]).any()
+    np.testing.assert_array_equal(median(specks).numpy(), median(x[:32]).numpy())
+    strokes = median(x[:32]).numpy()
+    assert strokes.sum() > 0.5 * x[:32].sum()  # a digit's strokes survive the filter
+    image = tf.constant(x[:2])
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        total = tf.reduce_sum(2.0 * median(image))
+    np.testing.assert_allclose(tape.gradient(total, image).numpy(), 2.0)  # straight through (BPDA)
+    with pytest.raises(ValueError, match="odd"):
+        detect.MedianSmoothing(4)
+
+    detector = detect.LatentAttentionDetector(models.lenet(), squeeze_bits=1, median_size=3)
+    detector.fit(x, y, generator_epochs=1, mask_epochs=1, verbose=0)
+    np.testing.assert_array_equal(detector.masks(specks), detector.masks(x[:32]))
+    detector.save(tmp_path / "median.keras")
+    loaded = keras.models.load_model(tmp_path / "median.keras")
+    assert loaded.median_size == 3
+    np.testing.assert_array_equal(loaded.detect(x[:64]), detector.detect(x[:64]))
+
+
 def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
     from keras_attdef import cli
 

@@ -6,7 +6,7 @@ attack beside the plain ones.
 """
 from keras_attdef.detect.detector import LatentAttentionDetector, NotFittedError
 from keras_attdef.detect.evaluation import DetectionReport, adaptive_attack, detection_report
-from keras_attdef.detect.lan import BitDepthReduction, corrupt, lan_loss, mask_generator
+from keras_attdef.detect.lan import BitDepthReduction, MedianSmoothing, corrupt, lan_loss, mask_generator
 
-__all__ = ["BitDepthReduction", "DetectionReport", "LatentAttentionDetector", "NotFittedError", "adaptive_attack", "corrupt",
+__all__ = ["BitDepthReduction", "DetectionReport", "LatentAttentionDetector", "MedianSmoothing", "NotFittedError", "adaptive_attack", "corrupt",
            "detection_report", "lan_loss", "mask_generator"]

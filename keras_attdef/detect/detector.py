@@ -37,6 +37,8 @@ class LatentAttentionDetector(keras.Model):
         noise_scale: the Gaussian noise's standard deviation.
         squeeze_bits: for the default generator: round its input to `2**squeeze_bits` levels first
             (`lan.BitDepthReduction`), so perturbations below a rounding threshold cannot move the mask.
+        median_size: for the default generator: median-filter its input first (`lan.MedianSmoothing`), so
+            isolated changed pixels (JSMA's) cannot move the mask.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
         fitted: set by `fit` (and restored on load).
@@ -55,7 +57,7 @@ class LatentAttentionDetector(keras.Model):
     def __init__(self, classifier: keras.Model, generator: keras.Model | None = None,
                  mask_classifier: keras.Model | None = None, beta: float = 1.0, noise: str = "uniform",
                  noise_scale: float = 0.5, squeeze_bits: int | None = None, clip_min: float = 0.0,
-                 clip_max: float = 1.0, fitted: bool = False, **kwargs):
+                 clip_max: float = 1.0, fitted: bool = False, median_size: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if noise not in NOISES:
             raise ValueError(f"Unknown noise {noise!r}; choose one of {NOISES}.")
@@ -66,8 +68,8 @@ class LatentAttentionDetector(keras.Model):
         num_classes = num_classes_of(classifier)
         self.classifier = classifier
         self.generator = generator or mask_generator(shape[1:], squeeze_bits=squeeze_bits, clip_min=clip_min,
-                                                     clip_max=clip_max)
-        self.squeeze_bits = squeeze_bits
+                                                     clip_max=clip_max, median_size=median_size)
+        self.squeeze_bits, self.median_size = squeeze_bits, median_size
         self.mask_classifier = mask_classifier or models.lenet((shape[1], shape[2], 1), num_classes,
                                                                name="mask_classifier")
         self.beta, self.noise, self.noise_scale = float(beta), noise, float(noise_scale)
@@ -92,7 +94,7 @@ class LatentAttentionDetector(keras.Model):
             "generator": keras.saving.serialize_keras_object(self.generator),
             "mask_classifier": keras.saving.serialize_keras_object(self.mask_classifier),
             "beta": self.beta, "noise": self.noise, "noise_scale": self.noise_scale,
-            "squeeze_bits": self.squeeze_bits, "clip_min": self.clip_min, "clip_max": self.clip_max, "fitted": self.fitted,
+            "squeeze_bits": self.squeeze_bits, "median_size": self.median_size, "clip_min": self.clip_min, "clip_max": self.clip_max, "fitted": self.fitted,
         })
         return config
 

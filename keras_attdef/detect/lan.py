@@ -11,6 +11,8 @@ insensitive to small perturbations by design: `mask_generator(squeeze_bits=1)` f
 `2**bits` grey levels (feature squeezing, Xu, Evans and Qi, 2018, arXiv:1704.01155), so a perturbation
 that does not cross a rounding threshold cannot move the mask. The rounding passes gradients straight
 through (BPDA, Athalye et al., 2018, arXiv:1802.00420), so an adaptive attacker still gets a useful gradient.
+`median_size=3` adds the other squeezer of that paper, a median filter before the rounding: it removes
+isolated changed pixels, the kind JSMA makes; its gradient passes straight through as well.
 """
 from __future__ import annotations
 
@@ -57,14 +59,50 @@ class BitDepthReduction(keras.layers.Layer):
         return {**super().get_config(), "bits": self.bits, "clip_min": self.clip_min, "clip_max": self.clip_max}
 
 
+@keras.saving.register_keras_serializable(package="keras_attdef")
+class MedianSmoothing(keras.layers.Layer):
+    """A `size` x `size` median filter per channel (zero padding at the border); gradients pass straight through.
+
+    Args:
+        size: the window's side (odd, >= 3).
+
+    Example:
+
+    >>> import numpy as np
+    >>> speck = np.zeros((1, 5, 5, 1), "float32"); speck[0, 2, 2, 0] = 1.0   # one isolated changed pixel
+    >>> float(MedianSmoothing(3)(speck).numpy().max())
+    0.0
+    """
+
+    def __init__(self, size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        if int(size) != size or size < 3 or size % 2 == 0:
+            raise ValueError(f"size must be an odd integer >= 3, got {size!r}.")
+        self.size = int(size)
+
+    def call(self, x):
+        k = self.size
+        patches = tf.image.extract_patches(x, sizes=[1, k, k, 1], strides=[1, 1, 1, 1], rates=[1, 1, 1, 1],
+                                           padding="SAME")
+        shape = tf.shape(x)
+        patches = tf.reshape(patches, tf.concat([shape[:3], [k * k, shape[3]]], 0))  # (b, h, w, k*k, c)
+        median = tf.sort(patches, axis=3)[:, :, :, (k * k) // 2, :]
+        return x + tf.stop_gradient(median - x)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size}
+
+
 def mask_generator(input_shape: tuple, hidden: tuple = (512, 512), squeeze_bits: int | None = None,
-                   clip_min: float = 0.0, clip_max: float = 1.0, name: str = "mask_generator") -> keras.Model:
+                   clip_min: float = 0.0, clip_max: float = 1.0, name: str = "mask_generator",
+                   median_size: int | None = None) -> keras.Model:
     """G: a fully connected network (the thesis's 3 layers) from an image to a `(height, width, 1)` mask.
 
     Args:
         input_shape: the classifier's image shape `(height, width, channels)`.
         hidden: widths of the hidden ReLU layers.
         squeeze_bits: if set, G sees its input rounded to `2**squeeze_bits` levels (`BitDepthReduction`).
+        median_size: if set, G sees its input median-filtered first (`MedianSmoothing`).
         clip_min: smallest valid input value (for the rounding).
         clip_max: largest valid input value (for the rounding).
         name: model name.
@@ -74,7 +112,8 @@ def mask_generator(input_shape: tuple, hidden: tuple = (512, 512), squeeze_bits:
     """
     height, width = int(input_shape[0]), int(input_shape[1])
     inputs = keras.Input(tuple(input_shape), name="image")
-    h = inputs if squeeze_bits is None else BitDepthReduction(squeeze_bits, clip_min, clip_max, name="squeeze")(inputs)
+    h = inputs if median_size is None else MedianSmoothing(median_size, name="median")(inputs)
+    h = h if squeeze_bits is None else BitDepthReduction(squeeze_bits, clip_min, clip_max, name="squeeze")(h)
     h = keras.layers.Flatten()(h)
     for i, units in enumerate(hidden):
         h = keras.layers.Dense(units, activation="relu", name=f"hidden{i + 1}")(h)

@@ -65,7 +65,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
                          eval_size: int = 1000, classifier_epochs: int = 3, generator_epochs: int = 5,
                          mask_epochs: int = 5, beta: float = 1.0, noise: str = "uniform", squeeze_bits: int | None = None,
                          cw_steps: int = 100,
-                         adaptive_steps: int = 100, data_dir=None, seed: int = 0, verbose: int = 2) -> str:
+                         adaptive_steps: int = 100, data_dir=None, seed: int = 0, verbose: int = 2,
+                         median_size: int | None = None) -> str:
     """Trains f1, a transfer source and the detector; measures it; writes `table.md` and `masks.png`.
 
     Args:
@@ -84,6 +85,7 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
         seed: seeds f1 and the detector (the transfer source uses seed + 1).
         verbose: Keras `fit` verbosity.
+        median_size: median-filter G's input with this window first (None: off).
 
     Returns:
         The Markdown table with its notes.
@@ -108,7 +110,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         detector = keras.models.load_model(path)
     else:
         store.bind("detector", uuid.uuid4().hex)  # a new detector: rows measured on an old one go
-        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise, squeeze_bits=squeeze_bits)
+        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise, squeeze_bits=squeeze_bits,
+                                           median_size=median_size)
         store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed))
         detector.save(path)
     attacks, eps = detection_attacks(dataset, cw_steps)
@@ -125,7 +128,9 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
     rows.update(report["rows"])
     table = DetectionReport(rows, benign).to_markdown()
     text = f"{table}\n\nData: {description}. Detector: LAN beta {beta:g}, {noise} noise" + \
-           (f", G's input rounded to {2 ** squeeze_bits} levels (BPDA in the adaptive attack)" if squeeze_bits else "") + \
+           (f", G's input median-filtered {median_size}x{median_size}" if median_size else "") + \
+           (f", G's input rounded to {2 ** squeeze_bits} levels" if squeeze_bits else "") + \
+           (" (BPDA in the adaptive attack)" if squeeze_bits or median_size else "") + \
            f". Transfer source: a second " \
            f"plainly trained classifier of the same architecture (seed {seed + 1})."
     (out / "table.md").write_text(text + "\n")
