@@ -186,9 +186,6 @@ def transfer_accuracy(source, target, x, y, attack, batch_size: int = 256) -> fl
     >>> 0.0 <= transfer_accuracy(models.lenet(), models.lenet(), x, y, AttackSpec("fgsm", eps=0.1)) <= 1.0
     True
     """
-    from keras_attdef.evaluation.inputs import predict_labels
-    from keras_attdef.evaluation.robustness import adversarial_examples
-
     return float(np.mean(transfer_correct(source, target, x, y, attack, batch_size)))
 
 
