@@ -4,7 +4,8 @@
     KERAS_ATTDEF_DATA=../shared/data python scripts/reproduce_mnist.py --out runs/reproduce_mnist
 
 Protocol (the AAD paper's LeNet setting, for every preset): 5 epochs, batch 100, Adam 1e-3, keep-prob 0.5;
-Linf eps 0.3, PGD-40 with step 0.01 wherever a preset trains with PGD (Madry et al.); `aad` with StepLL
+Linf eps 0.3, PGD-40 with step 0.01 wherever a preset trains with PGD (Madry et al.), eps ramped up over
+the first epoch (a stated deviation: without it madry collapsed, see `Protocol`); `aad` with StepLL
 rounds of 0.15, `aad_pgd` with PGD rounds; ATAT's teacher the plainly trained LeNet. A preset that
 cannot finish in --max-minutes of training stops after the last epoch that fits and the table says so.
 Resumes per epoch and per evaluation stage; rerun the same command after a stop.
@@ -33,7 +34,8 @@ def main(argv=None):
     parser.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
                         help="training minutes allowed per preset")
     parser.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs,
-                        help="epochs over which eps ramps up (the papers: 0)")
+                        help="epochs over which eps ramps up (the papers: 0; without a ramp madry collapsed to "
+                             "a constant predictor in epoch 1, see Protocol)")
     parser.add_argument("--eval-size", type=int, default=defaults.eval_size)
     parser.add_argument("--train-size", type=int, default=None, help="first N training digits (smoke tests)")
     parser.add_argument("--suite", default="autoattack", choices=["autoattack", "fast", "quick"])
