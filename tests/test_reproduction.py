@@ -1,5 +1,6 @@
 """The reproduction protocol and the per-epoch resumable trainer."""
 import numpy as np
+import pytest
 
 from keras_attdef import models
 from keras_attdef.experiments.reproduction import PAPER_COLUMNS, Protocol, paper_attacks, preset_defense, reproduction_table
@@ -26,6 +27,10 @@ def test_training_resumes_per_epoch_and_stops_at_the_time_limit(tmp_path):
     model, progress = train_resumable(tmp_path / "a", build, "plain", x, y, epochs=2, batch_size=20, verbose=0)
     assert progress["epochs_done"] == 2 and int(model.optimizer.iterations) == 4  # optimizer state carried over
     assert progress["run_id"] == first["run_id"]  # the same model: its stored figures stay valid
+    snapshot = build()
+    snapshot.load_weights(tmp_path / "a" / "epoch_2.weights.h5")  # the classifier after each epoch
+    np.testing.assert_allclose(snapshot.predict(x, verbose=0), model.base_model.predict(x, verbose=0), atol=1e-5)
+    assert (tmp_path / "a" / "epoch_1.weights.h5").exists()
     _, limited = train_resumable(tmp_path / "b", build, "plain", x, y, epochs=3, batch_size=20, time_limit=0,
                                  verbose=0)
     assert limited["epochs_done"] == 1 and "limit" in limited["stopped"]
@@ -77,3 +82,19 @@ def test_training_killed_mid_epoch_resumes_at_the_next_batch(tmp_path, monkeypat
     model, progress = train_resumable(tmp_path, build, "plain", x, y, epochs=2, batch_size=10, verbose=0)
     assert progress["epochs_done"] == 2 and progress["batches_done"] == 0 and len(progress["epoch_seconds"]) == 2
     assert int(model.optimizer.iterations) == 8  # 2 before the kill + 2 after + 4: no batch trained twice or skipped
+
+
+def test_aad_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
+    from keras_attdef.experiments.ablation import AAD_VARIANTS, ablate_aad, variant_defense
+
+    paper = variant_defense("aad_pgd", 0.3, 3, 10)
+    assert (paper.weights, paper.rounds, paper.kappa, paper.task_weight) == ({"rect": 1.0, "pres": 2.0}, 2, "mean", 2.0)
+    assert variant_defense("no_attention", 0.3, 3, 10).weights == {"rect": 0.0, "pres": 0.0}
+    assert variant_defense("one_round", 0.3, 3, 10).rounds == 1
+    assert variant_defense("aad_step_ll", 0.3, 3, 10).attack.name == "step_ll"
+    assert variant_defense("madry", 0.3, 3, 10).attack.get_config()["steps"] == 3
+    with pytest.raises(ValueError, match="Unknown variant"):
+        variant_defense("no_such_thing", 0.3, 3, 10)
+    table = ablate_aad(tmp_path, ("madry", "no_rect"), epochs=1, steps=1, train_size=200, eval_size=10, verbose=0)
+    assert table.count("\n| ") >= 3 and AAD_VARIANTS["no_rect"][0] in table
+    assert (tmp_path / "no_rect" / "epoch_1.weights.h5").exists() and (tmp_path / "table.md").exists()

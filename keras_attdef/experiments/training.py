@@ -86,6 +86,8 @@ class _Checkpoint(keras.callbacks.Callback):
         if self.time_limit is not None and self.progress["seconds"] + seconds > self.time_limit:
             self.progress["stopped"] = f"the next epoch would pass the {self.time_limit / 60:g}-minute limit"
             self.model.stop_training = True
+        # the classifier's weights after each epoch, for comparisons at equal epochs (e.g. the AAD ablation)
+        self.model.base_model.save_weights(self.folder / f"epoch_{epoch + 1}.weights.h5")
         self._save()
 
     def _add_seconds(self, seconds: float) -> None:
@@ -112,7 +114,8 @@ def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, 
 
     The model (weights and optimizer state) goes to `folder/checkpoint.keras` and the progress (epochs
     and batches done, training seconds per epoch, logs) to `folder/progress.json` after every epoch and
-    every `checkpoint_seconds` within one; a stopped run continues from there, mid-epoch included: each
+    every `checkpoint_seconds` within one, and the classifier's weights after epoch k to
+    `folder/epoch_k.weights.h5`; a stopped run continues from there, mid-epoch included: each
     epoch's batch order is fixed by `seed + epoch`, so the resumed epoch skips exactly the batches already
     trained on. With `time_limit`, training stops after the last epoch that keeps the total within it
     (judged from the last epoch's time), and the progress says so.
