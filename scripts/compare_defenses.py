@@ -26,10 +26,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 
-from keras_attdef import RobustModel, datasets, evaluate_robustness, evaluation, models  # noqa: E402
+from keras_attdef import RobustModel, datasets, evaluate_robustness, models  # noqa: E402
 from keras_attdef.callbacks import TimeBudget  # noqa: E402
 from keras_attdef.defenses import PRESETS  # noqa: E402
 from keras_attdef.evaluation import default_attacks  # noqa: E402
+from keras_attdef.experiments.reproduction import suite_stage  # noqa: E402
 from keras_attdef.experiments.store import ResultStore  # noqa: E402
 from keras_attdef.tables import markdown_table, percent  # noqa: E402
 
@@ -95,12 +96,7 @@ def main(argv=None):
         row = [name, training["seconds"], training["steps"], *(percent(v, 1) for v in table.values())]
         columns = list(table)
         if args.suite == "autoattack":
-            def run_suite():
-                report = evaluation.evaluate(base, x_test, y_test, eps=args.eps, name=name)
-                report.save(out / name / "evaluation")
-                return {"accuracy": report.accuracy, "raised": report.raised, "seconds": round(report.seconds)}
-
-            suite = store.get(f"{name}/suite", run_suite)
+            suite = suite_stage(store, name, base, x_test, y_test, args.eps, out / name / "evaluation")
             row += [percent(suite["accuracy"]["worst case"], 1), ", ".join(suite["raised"]) or "none"]
             columns += ["AutoAttack-style worst case", "audit flags"]
         rows.append(row)

@@ -89,6 +89,19 @@ def paper_attacks(eps: float = 0.3) -> dict:
     }
 
 
+def suite_stage(store: ResultStore, name: str, model, x, y, eps: float, folder, suite: str = "autoattack",
+                seed: int = 0) -> dict:
+    """`evaluation.evaluate` as a resumable stage: stored under `name/suite`, its report saved in `folder`."""
+    from keras_attdef import evaluation
+
+    def run_suite():
+        report = evaluation.evaluate(model, x, y, eps=eps, suite=suite, seed=seed, name=name)
+        report.save(folder)
+        return report.to_dict()
+
+    return store.get(f"{name}/suite", run_suite)
+
+
 def evaluate_model(model, x, y, store: ResultStore, name: str, out: Path, protocol: Protocol,
                    suite: str = "autoattack") -> dict:
     """The paper's columns, the AutoAttack-style suite with its audit, and the attention shift; resumable."""
@@ -99,12 +112,7 @@ def evaluate_model(model, x, y, store: ResultStore, name: str, out: Path, protoc
     paper = store.get(f"{name}/paper_columns", lambda: evaluation.evaluate_robustness(
         base, (x, y), paper_attacks(protocol.eps), batch_size=500).accuracy)
 
-    def run_suite():
-        report = evaluation.evaluate(base, x, y, eps=protocol.eps, suite=suite, seed=protocol.seed, name=name)
-        report.save(out / name / "evaluation")
-        return report.to_dict()
-
-    full = store.get(f"{name}/suite", run_suite)
+    full = suite_stage(store, name, base, x, y, protocol.eps, out / name / "evaluation", suite, protocol.seed)
 
     def run_shift():
         shift = analysis.attention_shift(base, x, y, AttackSpec("step_ll", eps=0.15), rounds=3)
