@@ -109,3 +109,20 @@ def test_activation_attention_is_unit_norm_and_batched():
     expected = np.mean(feats.numpy() ** 2, axis=-1).reshape(3, -1)
     np.testing.assert_allclose(q.numpy(), expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
     assert len(attention.activation_attention([feats, feats])) == 2
+
+
+def test_gradient_x_activation_maps_carry_the_target_logit():
+    # conv features -> linear head without bias: the per-cell maps before ReLU sum to the target logit exactly,
+    # so a positive logit cannot have an empty map (Grad-CAM's spatially averaged weights can)
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    logits = keras.layers.Dense(3, use_bias=False)(keras.layers.Flatten()(features))
+    model = keras.Model(inputs, logits)
+    x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
+    y = np.arange(16) % 3
+    maps = attention.grad_cam(model, x, "conv", target=y, method="grad_x_activation").numpy()
+    target_logits = model.predict(x, verbose=0)[np.arange(16), y]
+    assert np.all(maps.sum(axis=(1, 2)) >= target_logits - 1e-4)
+    assert np.all(maps.reshape(16, -1).max(axis=1)[target_logits > 0] > 0)
+    with pytest.raises(ValueError, match="attention method"):
+        attention.grad_cam(model, x, "conv", method="saliency")

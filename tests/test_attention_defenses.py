@@ -41,6 +41,13 @@ def test_aad_terms_have_the_papers_signs(mnist_train):
     assert float(out.terms["rect"]) <= 0.0 and float(out.terms["pres"]) >= 0.0
     assert out.task_logits.shape[0] == 96 and out.task_weight == 2.0
     np.testing.assert_array_equal(out.task_labels.numpy(), np.tile(y.numpy(), 3))  # labels of x, x_1, x_2
+    other = defenses.aad(cam_method="grad_x_activation")
+    restored = defenses.get(defenses.serialize(other))
+    assert restored.cam_method == "grad_x_activation"
+    terms = other.loss_terms(net, x, y, adv).terms
+    assert float(terms["rect"]) <= 0.0 and float(terms["pres"]) >= 0.0 and float(terms["pres"]) != float(out.terms["pres"])
+    with pytest.raises(ValueError, match="cam_method"):
+        defenses.aad(cam_method="saliency")
 
 
 def test_atat_save_load_keeps_the_teacher(trained_lenet, mnist_train, tmp_path):

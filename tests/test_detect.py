@@ -90,6 +90,18 @@ def test_report_rates_are_consistent_and_the_adaptive_attack_evades_more_than_fg
     assert "TN" in report.to_markdown()
 
 
+def test_l2_adaptive_attack_stays_in_its_ball_and_keeps_unbroken_images_clean(fitted):
+    x, y = datasets.load("mnist", "test", limit=40)
+    x_adv = detect.adaptive_attack(fitted, x, y, eps=1.0, steps=10, norm="l2")
+    norms = np.sqrt(np.sum((x_adv - x) ** 2, axis=(1, 2, 3)))
+    assert norms.max() <= 1.0 + 1e-4
+    outputs = fitted.outputs(x_adv)
+    changed = norms > 0
+    assert changed.any()  # some image evaded at this budget
+    # an image is only replaced by an example that fools f1 and passes the detector
+    assert np.all(outputs["label"][changed] != y[changed]) and not outputs["adversarial"][changed].any()
+
+
 def test_squeezed_generator_ignores_perturbations_below_the_rounding_threshold(tmp_path):
     import tensorflow as tf
 
@@ -157,7 +169,8 @@ def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
             "--squeeze-bits", "1", "--verbose", "0", "--out", str(out)]
     assert cli.main(args) == 0
     table = (out / "table.md").read_text()
-    assert "rounded to 2 levels" in table and "(adaptive)" in table and "JSMA (transfer)" in table
+    assert "rounded to 2 levels" in table and "JSMA (transfer)" in table
+    assert "0.2 on f1 + detector (adaptive)" in table and "L2 2 on f1 + detector (adaptive)" in table
     report = __import__("json").loads((out / "report.json").read_text())
     assert 0.0 <= report["benign"]["tn"] <= 1.0 and (out / "masks.png").stat().st_size > 10_000
     assert keras.models.load_model(out / "detector.keras").squeeze_bits == 1

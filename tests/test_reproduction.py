@@ -96,5 +96,16 @@ def test_aad_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
     with pytest.raises(ValueError, match="Unknown variant"):
         variant_defense("no_such_thing", 0.3, 3, 10)
     table = ablate_aad(tmp_path, ("madry", "no_rect"), epochs=1, steps=1, train_size=200, eval_size=10, verbose=0)
-    assert table.count("\n| ") >= 3 and AAD_VARIANTS["no_rect"][0] in table
+    assert table.count("\n| ") >= 3 and AAD_VARIANTS["no_rect"][0] in table and "empty attention maps" in table
     assert (tmp_path / "no_rect" / "epoch_1.weights.h5").exists() and (tmp_path / "table.md").exists()
+
+
+def test_empty_map_share_sees_a_network_whose_grad_cam_is_zero():
+    from keras_attdef.experiments.ablation import empty_map_share
+
+    x, y = np.random.default_rng(0).random((8, 28, 28, 1), np.float32), np.arange(8) % 10
+    net = models.lenet(dropout=0)
+    assert empty_map_share(net, x, y) < 1.0
+    kernel, bias = net.get_layer("conv2").get_weights()
+    net.get_layer("conv2").set_weights([0 * kernel, 0 * bias])  # no features: every map is zero
+    assert empty_map_share(net, x, y) == 1.0 and empty_map_share(net, x, y, method="grad_x_activation") == 1.0

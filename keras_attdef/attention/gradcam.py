@@ -45,6 +45,7 @@ def grad_cam(
     normalize: str | None = None,
     training: bool = False,
     return_logits: bool = False,
+    method: str = "grad_cam",
 ):
     """Grad-CAM maps of a batch.
 
@@ -57,6 +58,12 @@ def grad_cam(
         normalize: None (raw), `"max"` or `"minmax"` per map.
         training: run the model in training mode (inside a training step).
         return_logits: also return the logits of the same forward pass.
+        method: `"grad_cam"` (channel weights = the gradient's spatial mean, Selvaraju et al.) or
+            `"grad_x_activation"` (each cell's gradient times its activation, summed over channels). A
+            network trained on Grad-CAM losses can make every Grad-CAM map zero (channel weights whose
+            spatial mean is negative while the evidence is positive where the digit is); per-cell
+            weights sum, for a piecewise-linear head, to the features' share of the target logit, which a
+            classifier that is right cannot make zero everywhere without moving the evidence into biases.
 
     Returns:
         Maps `(batch, h, w)` (and the logits when asked).
@@ -76,8 +83,11 @@ def grad_cam(
         classes = tf.argmax(logits, axis=-1) if target is None else tf.reshape(target, [-1])
         score = tf.reduce_sum(tf.gather(logits, tf.cast(classes, tf.int32), axis=1, batch_dims=1))
     grads = tape.gradient(score, features)
-    channel_weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(channel_weights * features, axis=-1))
+    if method == "grad_cam":
+        grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+    elif method != "grad_x_activation":
+        raise ValueError(f"Unknown attention method {method!r}; choose 'grad_cam' or 'grad_x_activation'.")
+    maps = tf.nn.relu(tf.reduce_sum(grads * features, axis=-1))
     if resize:
         maps = tf.image.resize(maps[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
     if normalize:

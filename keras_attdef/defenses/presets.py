@@ -155,7 +155,7 @@ def trades(beta: float = 6.0, eps: float = 0.3, step_size: float | None = 0.01, 
 @register_preset("aad", ("eps", "warmup_steps"))
 def aad(attack: str = "step_ll", rounds: int = 2, alpha: float = 2.0, beta: float = 1.0, gamma: float = 2.0,
         layer: str | None = None, eps: float = 0.3, step_size: float | None = None, steps: int = 7,
-        warmup_steps: int = 0, kappa="mean") -> Defense:
+        warmup_steps: int = 0, kappa="mean", cam_method: str = "grad_cam") -> Defense:
     """AAD: attention rectification + preservation, two-round selection (arXiv:1811.09831).
 
     Logs `rect_loss` and `pres_loss`. Defaults are the MNIST ratio alpha:beta:gamma = 2:1:2 (the paper's
@@ -174,6 +174,7 @@ def aad(attack: str = "step_ll", rounds: int = 2, alpha: float = 2.0, beta: floa
         steps: PGD steps per round.
         warmup_steps: budget ramp.
         kappa: attention threshold.
+        cam_method: `"grad_cam"` (the paper's) or `"grad_x_activation"` (see `attention.grad_cam`).
     """
     check_eps(eps)
     if attack == "step_ll":
@@ -183,7 +184,8 @@ def aad(attack: str = "step_ll", rounds: int = 2, alpha: float = 2.0, beta: floa
     else:
         raise ValueError(f"AAD attack must be 'step_ll' or 'pgd', got {attack!r}.")
     return AttentionRectificationPreservation(spec, {"rect": beta, "pres": gamma}, warmup_steps, rounds,
-                                              total_eps=eps, task_weight=alpha, layer=layer, kappa=kappa)
+                                              total_eps=eps, task_weight=alpha, layer=layer, kappa=kappa,
+                                              cam_method=cam_method)
 
 
 @register_preset("aad_pgd", _PGD_OPTIONS)

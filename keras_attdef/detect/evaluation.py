@@ -25,20 +25,26 @@ from keras_attdef.tables import markdown_table, percent
 
 
 def adaptive_attack(detector, x, y, eps: float, steps: int = 100, step_size: float | None = None,
-                    num_targets: int = 3, mask_weight: float = 1.0, clip_min: float = 0.0, clip_max: float = 1.0):
-    """Linf PGD against classifier and detector together: per target class t (the `num_targets` likeliest
-    wrong classes), raise `log p1(t | x) + mask_weight * log p2(t | G(x))`; per image, keep the first
-    example that the classifier misclassifies and the detector does not flag.
+                    num_targets: int = 3, mask_weight: float = 1.0, norm: str = "linf", clip_min: float = 0.0,
+                    clip_max: float = 1.0):
+    """PGD (Linf or L2) against classifier and detector together: per target class t (the `num_targets`
+    likeliest wrong classes), raise `log p1(t | x) + mask_weight * log p2(t | G(x))`; per image, keep the
+    first example that the classifier misclassifies and the detector does not flag.
+
+    G's input transforms (rounding, median filter) pass gradients straight through, so this is BPDA
+    (Athalye et al., 2018) where they are on. The L2 version is the attacker a rounding G does not bound:
+    it may move a few pixels all the way across the threshold.
 
     Args:
         detector: a fitted `LatentAttentionDetector`.
         x: clean images.
         y: true labels.
-        eps: Linf budget.
+        eps: budget in `norm`.
         steps: PGD steps per target.
         step_size: PGD step (default `2.5 * eps / steps`).
         num_targets: target classes tried per image.
         mask_weight: weight of the mask classifier's term.
+        norm: `"linf"` or `"l2"`.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
 
@@ -63,7 +69,8 @@ def adaptive_attack(detector, x, y, eps: float, steps: int = 100, step_size: flo
             return -mask_weight * cross_entropy(mask_logits, target)
 
         x_adv = pgd(detector.classifier, tf.gather(x, todo), target, eps=eps, steps=steps, step_size=step_size,
-                    targeted=True, clip_min=clip_min, clip_max=clip_max, extra_objective=mask_term).numpy()
+                    targeted=True, norm=norm, clip_min=clip_min, clip_max=clip_max,
+                    extra_objective=mask_term).numpy()
         outputs = detector.outputs(x_adv)
         evades = (outputs["label"] != y[todo]) & ~outputs["adversarial"]
         best[todo[evades]] = x_adv[evades]

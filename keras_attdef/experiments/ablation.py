@@ -8,7 +8,8 @@ The variants (`AAD_VARIANTS`): the paper's AAD-PGD (alpha : beta : gamma = 2 : 1
 mean of the map, Grad-CAM on the topmost conv layer) and, one change each: no rectification (beta 0, the
 mask unused), no preservation (gamma 0), neither (what is left is two-round PGD training on clean and
 adversarial digits), one round, a fixed kappa of 0.5, Grad-CAM on the first conv layer, StepLL rounds
-(the paper's AAD), and a lighter clean share (alpha 1 instead of 2).
+(the paper's AAD), a lighter clean share (alpha 1 instead of 2), and gradient x activation maps in place
+of Grad-CAM (which a network can make zero everywhere; the table's last column counts such maps).
 
 Example:
 
@@ -40,6 +41,8 @@ AAD_VARIANTS = {
     "layer_conv1": ("Grad-CAM on conv1 instead of the topmost conv layer", {"layer": "conv1"}),
     "alpha_1": ("classification weight alpha 1 instead of 2", {"alpha": 1.0}),
     "aad_step_ll": ("StepLL rounds of eps / 2 (the paper's AAD) instead of PGD", {"attack": "step_ll"}),
+    "grad_x_activation": ("attention maps by gradient x activation instead of Grad-CAM",
+                          {"cam_method": "grad_x_activation"}),
 }
 
 
@@ -53,6 +56,22 @@ def variant_defense(name: str, eps: float, steps: int, warmup_steps: int):
     if change is None:
         return defenses.madry(eps=eps, step_size=None, steps=steps, warmup_steps=warmup_steps)
     return defenses.aad(**{"attack": "pgd", **change}, eps=eps, steps=steps, warmup_steps=warmup_steps)
+
+
+def empty_map_share(model, x, y, layer: str | None = None, method: str = "grad_cam", batch_size: int = 500) -> float:
+    """Share of images whose attention map (true class, at `layer`, by `method`) is zero everywhere.
+
+    A network can satisfy AAD's attention terms vacuously: with every map zero, the clean and adversarial
+    maps agree (L_p = 0) and the attention mask is empty (L_r has nothing to rectify).
+    """
+    from keras_attdef.attention.gradcam import grad_cam
+
+    empty = []
+    for start in range(0, len(y), batch_size):
+        maps = grad_cam(model, x[start:start + batch_size], layer, target=y[start:start + batch_size],
+                        method=method).numpy()
+        empty.append(maps.reshape(len(maps), -1).max(axis=1) <= 0)
+    return float(np.mean(np.concatenate(empty)))
 
 
 def ablate_aad(out="runs/ablate_aad", variants=tuple(AAD_VARIANTS), model: str = "small_lenet", epochs: int = 2,
@@ -101,14 +120,20 @@ def ablate_aad(out="runs/ablate_aad", variants=tuple(AAD_VARIANTS), model: str =
             return {"accuracy": result.accuracy, "seconds": result.seconds}
 
         figures = store.get(f"{name}/autoattack", evaluate)
+        empty = store.get(f"{name}/empty_maps", lambda robust=robust, defense=defense: empty_map_share(
+            robust.base_model, x_test, y_test, getattr(defense, "layer", None),
+            getattr(defense, "cam_method", "grad_cam")))
         accuracy = figures["accuracy"]
         rows.append([name, AAD_VARIANTS[name][0], f"{training['seconds']:.0f}",
                      percent(training["logs"][-1].get("adv_accuracy", float("nan"))),
-                     percent(accuracy["clean"]), percent(accuracy["after APGD-CE"]), percent(accuracy["robust"])])
+                     percent(accuracy["clean"]), percent(accuracy["after APGD-CE"]), percent(accuracy["robust"]),
+                     percent(empty, 1)])
     head = ["variant", "change", "train s", "train adv acc (last epoch)", "clean", "after APGD-CE",
-            f"AutoAttack-style ({version})"]
+            f"AutoAttack-style ({version})", "empty attention maps"]
     note = (f"{model}, {epochs} epochs, batch {batch_size}, Adam {lr:g}, seed {seed}; Linf eps {eps:g}, PGD-{steps} "
-            f"(step 2.5 eps / {steps}) per round, eps ramped over epoch 1; first {len(y_test)} test digits.")
+            f"(step 2.5 eps / {steps}) per round, eps ramped over epoch 1; first {len(y_test)} test digits. Empty "
+            "attention maps: share of those digits whose true-class map (the variant's method and layer; Grad-CAM "
+            "at the topmost conv layer for madry) is zero everywhere.")
     table = markdown_table(head, rows) + "\n\n" + note
     (out / "table.md").write_text(table + "\n")
     return table

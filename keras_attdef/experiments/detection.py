@@ -3,7 +3,7 @@
 Stages, each saved as it ends (a stopped run resumes): the classifier f1 (a plainly trained LeNet or
 CifarNet), a second classifier of the same family with another seed (the transfer source), the
 detector (LAN generator G, then mask classifier f2), one detection row per attack and setting, the
-adaptive attack, and a PNG of images and masks (benign and adversarial, the thesis's Figures 2 and 4).
+adaptive attacks (Linf and L2), and a PNG of images and masks (benign and adversarial, the thesis's Figures 2 and 4).
 
 Data: MNIST's official training and test splits. CIFAR-10: only the test set is available offline
 (`$KERAS_ATTDEF_DATA/cifar10_jpeg_test.npz`), so it is shuffled once (seed 0) and split into a
@@ -21,6 +21,8 @@ from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import train_or_load
 
 CIFAR_TRAIN_PART = 8000
+# the adaptive attack's L2 budget: the usual MNIST / CIFAR-10 L2 threat models (Croce and Hein's 2.0 and 0.5)
+L2_EPS = {"mnist": 2.0, "fashion_mnist": 2.0, "cifar10": 0.5}
 
 
 def detection_data(dataset: str, data_dir=None, train_size: int | None = None, eval_size: int = 1000):
@@ -81,7 +83,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         noise: the LAN noise distribution.
         squeeze_bits: round G's input to `2**squeeze_bits` levels (None: the thesis's G).
         cw_steps: C&W Adam steps per search round (5 rounds).
-        adaptive_steps: PGD steps per target of the adaptive attack (at the FGSM row's eps).
+        adaptive_steps: PGD steps per target of the adaptive attacks (Linf at the FGSM row's eps, and L2 at
+            `L2_EPS[dataset]`).
         data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
         seed: seeds f1 and the detector (the transfer source uses seed + 1).
         verbose: Keras `fit` verbosity.
@@ -122,10 +125,12 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
                 detector, x_eval, y_eval, {name: spec}, source_model=model, direct=model is None).to_dict())
             rows.update(report["rows"])
             benign = report["benign"]
-    adaptive_name = f"PGD-{adaptive_steps} {eps:.3g} on f1 + detector"
-    report = store.get(f"detector/{adaptive_name}", lambda: detection_report(
-        detector, x_eval, y_eval, {}, adaptive={adaptive_name: {"eps": eps, "steps": adaptive_steps}}).to_dict())
-    rows.update(report["rows"])
+    l2_eps = L2_EPS[dataset]
+    for name, kwargs in ((f"PGD-{adaptive_steps} {eps:.3g} on f1 + detector", {"eps": eps}),
+                         (f"PGD-{adaptive_steps} L2 {l2_eps:g} on f1 + detector", {"eps": l2_eps, "norm": "l2"})):
+        report = store.get(f"detector/{name}", lambda: detection_report(
+            detector, x_eval, y_eval, {}, adaptive={name: {**kwargs, "steps": adaptive_steps}}).to_dict())
+        rows.update(report["rows"])
     table = DetectionReport(rows, benign).to_markdown()
     text = f"{table}\n\nData: {description}. Detector: LAN beta {beta:g}, {noise} noise" + \
            (f", G's input median-filtered {median_size}x{median_size}" if median_size else "") + \
