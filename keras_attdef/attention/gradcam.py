@@ -23,6 +23,7 @@ from keras_attdef.attention.split import split_model
 from keras_attdef.models import last_conv_layer
 
 _TINY = 1e-8
+CAM_METHODS = ("grad_cam", "grad_x_activation")
 
 
 def normalize_maps(maps, method: str = "max"):
@@ -85,8 +86,8 @@ def grad_cam(
     grads = tape.gradient(score, features)
     if method == "grad_cam":
         grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    elif method != "grad_x_activation":
-        raise ValueError(f"Unknown attention method {method!r}; choose 'grad_cam' or 'grad_x_activation'.")
+    elif method not in CAM_METHODS:
+        raise ValueError(f"Unknown attention method {method!r}; choose one of {CAM_METHODS}.")
     maps = tf.nn.relu(tf.reduce_sum(grads * features, axis=-1))
     if resize:
         maps = tf.image.resize(maps[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]

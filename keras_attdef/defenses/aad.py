@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from keras_attdef.attacks import engine
 from keras_attdef.attention.areas import attention_area, hard_mask
-from keras_attdef.attention.gradcam import grad_cam
+from keras_attdef.attention.gradcam import CAM_METHODS, grad_cam
 from keras_attdef.defenses.base import Defense, DefenseOutput, register_defense
 from keras_attdef.losses import check_distance, distance, replica_mean
 from keras_attdef.models import last_conv_layer
@@ -70,8 +70,8 @@ class AttentionRectificationPreservation(Defense):
         self.kappa = kappa
         self.rect_distance = check_distance(rect_distance)
         self.pres_distance = check_distance(pres_distance)
-        if cam_method not in ("grad_cam", "grad_x_activation"):
-            raise ValueError(f"Unknown cam_method {cam_method!r}; choose 'grad_cam' or 'grad_x_activation'.")
+        if cam_method not in CAM_METHODS:  # at construction, not at the first training step
+            raise ValueError(f"Unknown cam_method {cam_method!r}; choose one of {CAM_METHODS}.")
         self.cam_method = cam_method
 
     def _layer(self, model):
