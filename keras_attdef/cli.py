@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr-drop-epochs", type=int, default=0,
+                       help="train the last N epochs at a tenth of --lr (the main job: 1)")
     train.add_argument("--eps", type=float, default=0.3,
                        help="training and evaluation Linf budget (certified: the box radius)")
     train.add_argument("--attack-steps", type=int, default=None,
@@ -142,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="round the mask generator's input to 2**N levels (feature squeezing; default off)")
     det.add_argument("--median-size", type=int, default=None,
                      help="median-filter the mask generator's input with an N x N window first (default off)")
+    det.add_argument("--mask-attacks", default="",
+                     help="comma-separated fgsm,jsma,cw_l2: f2 also trains on the masks of these attacks' examples "
+                          "made on the classifier from training images (default none: the thesis's f2)")
+    det.add_argument("--mask-attack-size", type=int, default=2000, help="training images attacked per mask attack")
     det.add_argument("--cw-steps", type=int, default=100)
     det.add_argument("--adaptive-steps", type=int, default=100)
     det.add_argument("--data-dir", default=None)
@@ -168,6 +174,8 @@ def train(args) -> dict:
     from keras_attdef import RobustModel, datasets, defenses
     from keras_attdef.evaluation import default_attacks, evaluate_robustness
 
+    if not 0 <= args.lr_drop_epochs <= args.epochs:
+        raise SystemExit(f"--lr-drop-epochs must be between 0 and --epochs ({args.epochs}); got {args.lr_drop_epochs}.")
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +193,9 @@ def train(args) -> dict:
         keras.callbacks.BackupAndRestore(str(out / "backup")),  # a killed run resumes from the last epoch
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
     ]
+    if args.lr_drop_epochs:
+        drop_epoch = args.epochs - args.lr_drop_epochs
+        callbacks.insert(0, keras.callbacks.LearningRateScheduler(_step_schedule(args.lr, drop_epoch)))
     start = time.time()
     robust.fit(train_ds, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
     train_seconds = time.time() - start
@@ -203,6 +214,11 @@ def train(args) -> dict:
         result["picture"] = _attention_picture(robust.base_model, x_test[:8], y_test[:8], args.eps, out)
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _step_schedule(lr: float, drop_epoch: int):
+    """Learning rate `lr` before epoch `drop_epoch` (0-based), `lr / 10` from it on."""
+    return lambda epoch, _current=None: lr * (0.1 if epoch >= drop_epoch else 1.0)
 
 
 def _attention_picture(model, x, y, eps: float, out: Path) -> str | None:
@@ -316,7 +332,9 @@ def detect(args) -> str:
     text = detection_experiment(args.out or f"runs/detect_{args.dataset}", args.dataset, args.train_size,
                                 args.eval_size, args.classifier_epochs, args.generator_epochs, args.mask_epochs,
                                 args.beta, args.noise, args.squeeze_bits, args.cw_steps, args.adaptive_steps,
-                                args.data_dir, args.seed, args.verbose, median_size=args.median_size)
+                                args.data_dir, args.seed, args.verbose, median_size=args.median_size,
+                                mask_attacks=tuple(a for a in args.mask_attacks.split(",") if a),
+                                mask_attack_size=args.mask_attack_size)
     print(f"Command: `keras-attdef {' '.join(sys.argv[1:])}`\n\n{text}")
     return text
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_attdef import AttackSpec, datasets, detect, models
+from keras_attdef.evaluation.robustness import adversarial_examples
 from keras_attdef.experiments.training import train_or_load
 
 # Measured with this fixture's settings (seed 0; 8,000 training digits; classifier 1 epoch, generator 3, mask
@@ -160,16 +161,32 @@ def test_median_filtered_generator_ignores_isolated_pixels_and_round_trips(tmp_p
     np.testing.assert_array_equal(loaded.detect(x[:64]), detector.detect(x[:64]))
 
 
+def test_mask_classifier_trained_on_attacked_masks_labels_them_better(fitted):
+    x, y = datasets.load("mnist", "train", limit=3000)
+    fgsm = {"FGSM": AttackSpec("fgsm", eps=0.3)}
+    accuracies = []
+    for mask_attacks in (None, fgsm):  # the same G (no generator epochs), a fresh f2 each
+        keras.utils.set_random_seed(0)
+        detector = detect.LatentAttentionDetector(fitted.classifier, generator=fitted.generator)
+        detector.fit(x[:2000], y[:2000], generator_epochs=0, mask_epochs=3, verbose=0, mask_attacks=mask_attacks,
+                     mask_attack_size=1000)
+        x_adv = adversarial_examples(fitted.classifier, x[2000:], y[2000:], fgsm["FGSM"])
+        accuracies.append(np.mean(detector.recover(x_adv) == y[2000:]))  # digits f2 never saw, attacked
+    assert accuracies[1] > accuracies[0] + 0.02, accuracies
+
+
 def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
     from keras_attdef import cli
 
     out = tmp_path / "detect"
     args = ["detect", "--dataset", "mnist", "--train-size", "600", "--eval-size", "12", "--classifier-epochs", "1",
             "--generator-epochs", "1", "--mask-epochs", "1", "--cw-steps", "5", "--adaptive-steps", "5",
-            "--squeeze-bits", "1", "--verbose", "0", "--out", str(out)]
+            "--squeeze-bits", "1", "--mask-attacks", "fgsm", "--mask-attack-size", "40", "--verbose", "0",
+            "--out", str(out)]
     assert cli.main(args) == 0
     table = (out / "table.md").read_text()
     assert "rounded to 2 levels" in table and "JSMA (transfer)" in table
+    assert "f2 also trained on the masks of FGSM 0.2 examples made on f1 from the first 40" in table
     assert "0.2 on f1 + detector (adaptive)" in table and "L2 2 on f1 + detector (adaptive)" in table
     report = __import__("json").loads((out / "report.json").read_text())
     assert 0.0 <= report["benign"]["tn"] <= 1.0 and (out / "masks.png").stat().st_size > 10_000

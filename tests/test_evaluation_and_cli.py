@@ -1,3 +1,4 @@
+import csv
 import json
 
 import numpy as np
@@ -46,3 +47,14 @@ def test_cli_train_writes_model_table_and_resumes(tmp_path, capsys):
     saved = np.load(out)
     assert saved["x_adv"].shape == (16, 28, 28, 1)
     assert np.abs(saved["x_adv"] - saved["x"]).max() <= 0.1 + 1e-6
+
+
+def test_cli_train_drops_the_learning_rate_for_the_last_epochs(tmp_path):
+    args = ["train", "--defense", "plain", "--epochs", "3", "--lr-drop-epochs", "1", "--train-limit", "64",
+            "--eval-size", "0", "--batch-size", "32", "--out", str(tmp_path), "--verbose", "0"]
+    assert cli.main(args) == 0
+    with open(tmp_path / "history.csv") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4], rtol=1e-5)
+    with pytest.raises(SystemExit, match="--lr-drop-epochs must be between 0 and --epochs"):
+        cli.main([*args[:6], "4", *args[7:]])

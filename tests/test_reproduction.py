@@ -34,6 +34,9 @@ def test_training_resumes_per_epoch_and_stops_at_the_time_limit(tmp_path):
     _, limited = train_resumable(tmp_path / "b", build, "plain", x, y, epochs=3, batch_size=20, time_limit=0,
                                  verbose=0)
     assert limited["epochs_done"] == 1 and "limit" in limited["stopped"]
+    _, finished = train_resumable(tmp_path / "c", build, "plain", x, y, epochs=1, batch_size=20, time_limit=0,
+                                  verbose=0)
+    assert finished["epochs_done"] == 1 and finished["stopped"] is None  # nothing left to stop
 
 
 def test_table_states_unfinished_epochs_and_the_papers_figures():

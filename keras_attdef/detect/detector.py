@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras_attdef import models
 from keras_attdef.detect.lan import NOISES, MaskGeneratorTrainer, mask_generator
 from keras_attdef.evaluation.inputs import check_images, check_inputs, num_classes_of
+from keras_attdef.evaluation.robustness import adversarial_examples
 
 
 class NotFittedError(RuntimeError):
@@ -107,8 +108,14 @@ class LatentAttentionDetector(keras.Model):
 
     # -- training -----------------------------------------------------------------------------------
     def fit(self, x, y, generator_epochs: int = 3, mask_epochs: int = 3, batch_size: int = 128, lr: float = 1e-3,
-            verbose: int = 2, seed: int = 0) -> dict:
+            verbose: int = 2, seed: int = 0, mask_attacks: dict | None = None, mask_attack_size: int = 2000) -> dict:
         """Trains G (eq. 9, the classifier frozen), then f2 on the masks of `x` labelled `y`.
+
+        With `mask_attacks`, f2 also learns from the masks of adversarial examples made on the classifier
+        from the first `mask_attack_size` training images, labelled with their true class (an extension of
+        the thesis: f2 is taught that an attack's changes to the mask do not change the class). It hardens
+        the detector against those attacks; measure it on attacks made elsewhere (the transfer rows) and
+        with the adaptive attack.
 
         Args:
             x: training images in [clip_min, clip_max].
@@ -119,6 +126,8 @@ class LatentAttentionDetector(keras.Model):
             lr: Adam learning rate of both.
             verbose: Keras `fit` verbosity.
             seed: seeds shuffling and noise.
+            mask_attacks: `{name: AttackSpec}` whose examples join f2's training set (None: the thesis's f2).
+            mask_attack_size: training images attacked per entry of `mask_attacks`.
 
         Returns:
             `{"generator": history dict, "mask_classifier": history dict}`.
@@ -131,9 +140,16 @@ class LatentAttentionDetector(keras.Model):
         data = tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed).batch(batch_size)
         generator_history = trainer.fit(data, epochs=generator_epochs, verbose=verbose, shuffle=False).history
         masks = self.generator.predict(x, batch_size=500, verbose=0)
+        labels = y
+        if mask_attacks:
+            x_attacked, y_attacked = x[:mask_attack_size], y[:mask_attack_size]
+            adversarial = [adversarial_examples(self.classifier, x_attacked, y_attacked, spec, 250, self.clip_min,
+                                                self.clip_max, progress=verbose > 0) for spec in mask_attacks.values()]
+            masks = np.concatenate([masks, *(self.generator.predict(a, batch_size=500, verbose=0) for a in adversarial)])
+            labels = np.concatenate([y] + [y_attacked] * len(adversarial))
         self.mask_classifier.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"],
                                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        mask_history = self.mask_classifier.fit(masks, y, batch_size=batch_size, epochs=mask_epochs,
+        mask_history = self.mask_classifier.fit(masks, labels, batch_size=batch_size, epochs=mask_epochs,
                                                 verbose=verbose, shuffle=True).history
         self.fitted = True
         self.built = True

@@ -68,7 +68,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
                          mask_epochs: int = 5, beta: float = 1.0, noise: str = "uniform", squeeze_bits: int | None = None,
                          cw_steps: int = 100,
                          adaptive_steps: int = 100, data_dir=None, seed: int = 0, verbose: int = 2,
-                         median_size: int | None = None) -> str:
+                         median_size: int | None = None, mask_attacks: tuple[str, ...] = (),
+                         mask_attack_size: int = 2000) -> str:
     """Trains f1, a transfer source and the detector; measures it; writes `table.md` and `masks.png`.
 
     Args:
@@ -89,6 +90,10 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         seed: seeds f1 and the detector (the transfer source uses seed + 1).
         verbose: Keras `fit` verbosity.
         median_size: median-filter G's input with this window first (None: off).
+        mask_attacks: attack names among the experiment's (`"fgsm"`, `"jsma"`, `"cw_l2"`) whose examples, made
+            on f1 from the first `mask_attack_size` training images, join f2's training set (see
+            `LatentAttentionDetector.fit`). Empty: the thesis's f2.
+        mask_attack_size: training images attacked per mask attack.
 
     Returns:
         The Markdown table with its notes.
@@ -108,6 +113,12 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
                                verbose=verbose)[0].base_model
     source = train_or_load(out / "source.keras", build, "plain", x, y, classifier_epochs, seed=seed + 1,
                            verbose=verbose)[0].base_model
+    attacks, eps = detection_attacks(dataset, cw_steps)
+    hardening = {name: spec for name, spec in attacks.items() if spec.name in mask_attacks}
+    unknown = set(mask_attacks) - {spec.name for spec in attacks.values()}
+    if unknown:
+        raise ValueError(f"Unknown mask attacks {sorted(unknown)}; choose among "
+                         f"{sorted(spec.name for spec in attacks.values())}.")
     path = out / "detector.keras"
     if path.exists():
         detector = keras.models.load_model(path)
@@ -115,9 +126,9 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         store.bind("detector", uuid.uuid4().hex)  # a new detector: rows measured on an old one go
         detector = LatentAttentionDetector(classifier, beta=beta, noise=noise, squeeze_bits=squeeze_bits,
                                            median_size=median_size)
-        store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed))
+        store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed,
+                                               mask_attacks=hardening, mask_attack_size=mask_attack_size))
         detector.save(path)
-    attacks, eps = detection_attacks(dataset, cw_steps)
     rows, benign = {}, None
     for setting, model in (("direct", None), ("transfer", source)):
         for name, spec in attacks.items():
@@ -136,6 +147,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
            (f", G's input median-filtered {median_size}x{median_size}" if median_size else "") + \
            (f", G's input rounded to {2 ** squeeze_bits} levels" if squeeze_bits else "") + \
            (" (BPDA in the adaptive attack)" if squeeze_bits or median_size else "") + \
+           (f"; f2 also trained on the masks of {' and '.join(hardening)} examples made on f1 from the first "
+            f"{mask_attack_size} training images (true labels)" if hardening else "") + \
            f". Transfer source: a second " \
            f"plainly trained classifier of the same architecture (seed {seed + 1})."
     (out / "table.md").write_text(text + "\n")

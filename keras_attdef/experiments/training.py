@@ -60,9 +60,9 @@ class _Checkpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, folder: Path, progress: dict, time_limit: float | None, every_seconds: float | None,
-                 first_batch: int = 0):
+                 first_batch: int = 0, epochs: int | None = None):
         super().__init__()
-        self.folder, self.progress, self.time_limit = folder, progress, time_limit
+        self.folder, self.progress, self.time_limit, self.epochs = folder, progress, time_limit, epochs
         self.every_seconds, self.first_batch = every_seconds, first_batch
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -83,7 +83,8 @@ class _Checkpoint(keras.callbacks.Callback):
         self.progress["batches_done"] = 0
         self.progress["epoch_seconds"].append(seconds)
         self.progress["logs"].append({k: float(v) for k, v in (logs or {}).items()})
-        if self.time_limit is not None and self.progress["seconds"] + seconds > self.time_limit:
+        more_wanted = self.epochs is None or epoch + 1 < self.epochs
+        if more_wanted and self.time_limit is not None and self.progress["seconds"] + seconds > self.time_limit:
             self.progress["stopped"] = f"the next epoch would pass the {self.time_limit / 60:g}-minute limit"
             self.model.stop_training = True
         # the classifier's weights after each epoch, for comparisons at equal epochs (e.g. the AAD ablation)
@@ -174,5 +175,5 @@ def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, 
         if verbose:  # fit below sees one epoch at a time and would print "Epoch e/e"
             print(f"[train] {folder.name}: epoch {epoch + 1} of {epochs}" + (f", from batch {skip + 1}" if skip else ""))
         robust.fit(batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False,
-                   callbacks=[_Checkpoint(folder, progress, time_limit, checkpoint_seconds, skip)])
+                   callbacks=[_Checkpoint(folder, progress, time_limit, checkpoint_seconds, skip, epochs)])
     return robust, progress
