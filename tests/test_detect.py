@@ -103,6 +103,20 @@ def test_l2_adaptive_attack_stays_in_its_ball_and_keeps_unbroken_images_clean(fi
     assert np.all(outputs["label"][changed] != y[changed]) and not outputs["adversarial"][changed].any()
 
 
+def test_l0_adaptive_attack_moves_few_whole_pixels_and_keeps_unbroken_images_clean(fitted):
+    x, y = datasets.load("mnist", "test", limit=40)
+    x_adv = detect.adaptive_attack(fitted, x, y, eps=30, steps=15, norm="l0")
+    moved = x_adv != x
+    assert moved.sum(axis=(1, 2, 3)).max() <= 30
+    assert np.all(np.isin(x_adv[moved], [0.0, 1.0]))  # each changed pixel goes to an end of the range
+    outputs = fitted.outputs(x_adv)
+    changed = moved.any(axis=(1, 2, 3))
+    assert changed.any()
+    assert np.all(outputs["label"][changed] != y[changed]) and not outputs["adversarial"][changed].any()
+    with pytest.raises(ValueError, match="Unknown norm 'l1'"):
+        detect.adaptive_attack(fitted, x[:2], y[:2], eps=3, norm="l1")
+
+
 def test_squeezed_generator_ignores_perturbations_below_the_rounding_threshold(tmp_path):
     import tensorflow as tf
 
@@ -188,6 +202,7 @@ def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
     assert "rounded to 2 levels" in table and "JSMA (transfer)" in table
     assert "f2 also trained on the masks of FGSM 0.2 examples made on f1 from the first 40" in table
     assert "0.2 on f1 + detector (adaptive)" in table and "L2 2 on f1 + detector (adaptive)" in table
+    assert "L0 116 features on f1 + detector (adaptive)" in table
     report = __import__("json").loads((out / "report.json").read_text())
     assert 0.0 <= report["benign"]["tn"] <= 1.0 and (out / "masks.png").stat().st_size > 10_000
     assert keras.models.load_model(out / "detector.keras").squeeze_bits == 1

@@ -5,7 +5,8 @@ mask disagree; `detection_report` measures it in the shape of the thesis's Table
 attack beside the plain ones.
 """
 from keras_attdef.detect.detector import LatentAttentionDetector, NotFittedError
-from keras_attdef.detect.evaluation import DetectionReport, adaptive_attack, detection_report
+from keras_attdef.detect.adaptive import adaptive_attack
+from keras_attdef.detect.evaluation import DetectionReport, detection_report
 from keras_attdef.detect.lan import BitDepthReduction, MedianSmoothing, corrupt, lan_loss, mask_generator
 
 __all__ = ["BitDepthReduction", "DetectionReport", "LatentAttentionDetector", "MedianSmoothing", "NotFittedError", "adaptive_attack", "corrupt",

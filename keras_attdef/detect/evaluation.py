@@ -6,76 +6,20 @@ the classifier: "direct"; or on another model: "transfer"), and on those
 - true positive rate (Tables 2-3): share flagged; true negative rate: share of benign inputs not flagged;
 - the same after filtering benign inputs whose mask f2 misclassifies (Table 4);
 - recovery: f2's label of the adversarial mask is the true class.
-The adaptive attack (`adaptive_attack`) knows the detector: it moves the classifier to a target class
-while pushing f2(G(x)) to the same class, through G and f2 (the pipeline is differentiable).
+The adaptive attacks (`detect.adaptive`) know the detector: they move the classifier to a target class
+while pushing f2(G(x)) to the same class, through G and f2.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
-from keras_attdef.attacks.gradient import pgd
-from keras_attdef.attacks.objectives import cross_entropy
 from keras_attdef.attacks.spec import as_spec
+from keras_attdef.detect.adaptive import adaptive_attack
 from keras_attdef.evaluation.inputs import check_inputs
 from keras_attdef.evaluation.robustness import adversarial_examples
 from keras_attdef.tables import markdown_table, percent
-
-
-def adaptive_attack(detector, x, y, eps: float, steps: int = 100, step_size: float | None = None,
-                    num_targets: int = 3, mask_weight: float = 1.0, norm: str = "linf", clip_min: float = 0.0,
-                    clip_max: float = 1.0):
-    """PGD (Linf or L2) against classifier and detector together: per target class t (the `num_targets`
-    likeliest wrong classes), raise `log p1(t | x) + mask_weight * log p2(t | G(x))`; per image, keep the
-    first example that the classifier misclassifies and the detector does not flag.
-
-    G's input transforms (rounding, median filter) pass gradients straight through, so this is BPDA
-    (Athalye et al., 2018) where they are on. The L2 version is the attacker a rounding G does not bound:
-    it may move a few pixels all the way across the threshold.
-
-    Args:
-        detector: a fitted `LatentAttentionDetector`.
-        x: clean images.
-        y: true labels.
-        eps: budget in `norm`.
-        steps: PGD steps per target.
-        step_size: PGD step (default `2.5 * eps / steps`).
-        num_targets: target classes tried per image.
-        mask_weight: weight of the mask classifier's term.
-        norm: `"linf"` or `"l2"`.
-        clip_min: smallest valid input value.
-        clip_max: largest valid input value.
-
-    Returns:
-        The adversarial batch (the clean image where every target failed).
-    """
-    x = tf.convert_to_tensor(np.asarray(x, np.float32))
-    y = np.asarray(y).astype(np.int32)
-    logits = detector.classifier(x, training=False).numpy()
-    logits[np.arange(len(y)), y] = -np.inf
-    targets = np.argsort(-logits, axis=-1)[:, :num_targets]
-    best = x.numpy().copy()
-    done = np.zeros(len(y), bool)
-    for k in range(num_targets):
-        todo = np.flatnonzero(~done)  # later targets only for the images still caught
-        if not len(todo):
-            break
-        target = tf.constant(targets[todo, k])
-
-        def mask_term(x_adv, target=target):
-            mask_logits = detector.mask_classifier(detector.generator(x_adv, training=False), training=False)
-            return -mask_weight * cross_entropy(mask_logits, target)
-
-        x_adv = pgd(detector.classifier, tf.gather(x, todo), target, eps=eps, steps=steps, step_size=step_size,
-                    targeted=True, norm=norm, clip_min=clip_min, clip_max=clip_max,
-                    extra_objective=mask_term).numpy()
-        outputs = detector.outputs(x_adv)
-        evades = (outputs["label"] != y[todo]) & ~outputs["adversarial"]
-        best[todo[evades]] = x_adv[evades]
-        done[todo[evades]] = True
-    return best
 
 
 @dataclasses.dataclass

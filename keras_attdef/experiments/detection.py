@@ -3,7 +3,7 @@
 Stages, each saved as it ends (a stopped run resumes): the classifier f1 (a plainly trained LeNet or
 CifarNet), a second classifier of the same family with another seed (the transfer source), the
 detector (LAN generator G, then mask classifier f2), one detection row per attack and setting, the
-adaptive attacks (Linf and L2), and a PNG of images and masks (benign and adversarial, the thesis's Figures 2 and 4).
+adaptive attacks (Linf, L2 and L0), and a PNG of images and masks (benign and adversarial, the thesis's Figures 2 and 4).
 
 Data: MNIST's official training and test splits. CIFAR-10: only the test set is available offline
 (`$KERAS_ATTDEF_DATA/cifar10_jpeg_test.npz`), so it is shuffled once (seed 0) and split into a
@@ -23,6 +23,8 @@ from keras_attdef.experiments.training import train_or_load
 CIFAR_TRAIN_PART = 8000
 # the adaptive attack's L2 budget: the usual MNIST / CIFAR-10 L2 threat models (Croce and Hein's 2.0 and 0.5)
 L2_EPS = {"mnist": 2.0, "fashion_mnist": 2.0, "cifar10": 0.5}
+# JSMA's budget (share of input features it may change); the L0 adaptive attack gets the same number
+JSMA_GAMMA = 0.15
 
 
 def detection_data(dataset: str, data_dir=None, train_size: int | None = None, eval_size: int = 1000):
@@ -58,7 +60,8 @@ def detection_attacks(dataset: str, cw_steps: int = 100) -> tuple[dict, float]:
     return {
         f"FGSM {eps:.3g}": AttackSpec("fgsm", eps=eps),
         # all-pairs JSMA on 3,072 colour features costs ~10 GB and hours; a pool of 128 per iteration does not
-        "JSMA": AttackSpec("jsma", gamma=0.15) if dataset != "cifar10" else AttackSpec("jsma", gamma=0.15, pool=128),
+        "JSMA": AttackSpec("jsma", gamma=JSMA_GAMMA) if dataset != "cifar10" else
+                AttackSpec("jsma", gamma=JSMA_GAMMA, pool=128),
         "C&W-L2": AttackSpec("cw_l2", steps=cw_steps, search_steps=5, initial_const=0.1, learning_rate=0.05),
     }, eps
 
@@ -84,8 +87,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         noise: the LAN noise distribution.
         squeeze_bits: round G's input to `2**squeeze_bits` levels (None: the thesis's G).
         cw_steps: C&W Adam steps per search round (5 rounds).
-        adaptive_steps: PGD steps per target of the adaptive attacks (Linf at the FGSM row's eps, and L2 at
-            `L2_EPS[dataset]`).
+        adaptive_steps: PGD steps (L0: rounds) per target of the adaptive attacks: Linf at the FGSM row's
+            eps, L2 at `L2_EPS[dataset]`, L0 at JSMA's budget (`JSMA_GAMMA` of the input features).
         data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
         seed: seeds f1 and the detector (the transfer source uses seed + 1).
         verbose: Keras `fit` verbosity.
@@ -136,9 +139,10 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
                 detector, x_eval, y_eval, {name: spec}, source_model=model, direct=model is None).to_dict())
             rows.update(report["rows"])
             benign = report["benign"]
-    l2_eps = L2_EPS[dataset]
+    l2_eps, l0_eps = L2_EPS[dataset], 2 * int(JSMA_GAMMA * x[0].size / 2)  # JSMA's: pairs of features
     for name, kwargs in ((f"PGD-{adaptive_steps} {eps:.3g} on f1 + detector", {"eps": eps}),
-                         (f"PGD-{adaptive_steps} L2 {l2_eps:g} on f1 + detector", {"eps": l2_eps, "norm": "l2"})):
+                         (f"PGD-{adaptive_steps} L2 {l2_eps:g} on f1 + detector", {"eps": l2_eps, "norm": "l2"}),
+                         (f"L0 {l0_eps} features on f1 + detector", {"eps": l0_eps, "norm": "l0"})):
         report = store.get(f"detector/{name}", lambda: detection_report(
             detector, x_eval, y_eval, {}, adaptive={name: {**kwargs, "steps": adaptive_steps}}).to_dict())
         rows.update(report["rows"])
