@@ -66,7 +66,7 @@ def attention_grid(model, x, y, attack, path, layer: str | None = None, class_na
             ax.set_title(title, fontsize=9, color=color)
             ax.axis("off")
     fig.suptitle(f"Grad-CAM at {layer!r} before and after {as_spec(attack).name}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the title above the columns
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
