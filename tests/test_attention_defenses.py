@@ -104,3 +104,17 @@ def test_attention_iou_callback_logs(mnist_train, mnist_test):
     robust.compile(optimizer="adam")
     history = robust.fit(mnist_train[0][:128], mnist_train[1][:128], epochs=2, verbose=0, callbacks=[callback])
     assert len(callback.history) == 2 and all(0 <= v <= 1 for v in history.history["attention_iou"])
+
+
+def test_attention_shift_leaves_out_empty_maps_instead_of_reading_them_as_iou_one():
+    inputs = keras.Input((28, 28, 1))
+    dead = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer="zeros", name="dead")(inputs)
+    merged = keras.layers.Concatenate()([keras.layers.Flatten()(dead), keras.layers.Flatten()(inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(10)(merged))  # its Grad-CAM at "dead" is zero everywhere
+    x = np.random.default_rng(0).random((32, 28, 28, 1), np.float32)
+    y = np.argmax(model.predict(x, verbose=0), -1)  # every image "correctly classified"
+    with pytest.warns(RuntimeWarning, match="100.0% of the images have an all-zero Grad-CAM map"):
+        shift = analysis.attention_shift(model, x, y, AttackSpec("fgsm", eps=0.3), layer="dead")
+    assert shift.empty_maps == 1.0 and shift.num_images == 32
+    assert all(np.isnan(shift.succeeded[k]) and np.isnan(shift.failed[k]) for k in shift.cells)
+    assert "all-zero Grad-CAM map" in shift.to_markdown() and "n/a" in shift.to_markdown()

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,9 @@ class AttentionShift:
         rounds: per attack round, `(fraction succeeded, IoU succeeded, fraction failed, IoU failed)` at
             `round_cells` cells (Table 4), when rounds were asked for.
         num_images: correctly classified images analysed.
+        empty_maps: share of those images whose clean or (first-round) adversarial Grad-CAM map is all
+            zero; their IoU is undefined and left out of the means (a model whose maps collapse, e.g.
+            under AAD's preservation term, would otherwise read IoU 1.0: equal top-k cells of two zero maps).
     """
 
     cells: tuple
@@ -44,11 +48,15 @@ class AttentionShift:
     num_images: int
     rounds: list = dataclasses.field(default_factory=list)
     round_cells: int = 10
+    empty_maps: float = 0.0
 
     def to_markdown(self) -> str:
         lines = [f"Attack fooled {percent(self.fraction_succeeded, 1)} of {self.num_images} correctly classified "
                  "images.", "", markdown_table(["#cells", "IoU (attack succeeded)", "IoU (attack failed)"],
                                                [[k, _fmt(self.succeeded[k]), _fmt(self.failed[k])] for k in self.cells])]
+        if self.empty_maps:
+            lines += ["", f"{percent(self.empty_maps, 1)} of the images have an all-zero Grad-CAM map (clean or "
+                          "adversarial): their IoU is undefined and left out."]
         if self.rounds:
             lines += ["", f"Per attack round ({self.round_cells} cells):", "",
                       markdown_table(["round", "succeeded", "IoU", "failed", "IoU"],
@@ -62,7 +70,15 @@ def _fmt(value) -> str:
 
 
 def _mean(values, mask):
-    return float(values[mask].mean()) if mask.any() else float("nan")
+    """Mean IoU over `mask`, leaving out undefined (NaN: empty-map) pairs."""
+    values = values[mask]
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _empty(maps) -> np.ndarray:
+    """Per map, True when it is zero everywhere (Grad-CAM's ReLU removed every cell)."""
+    return (tf.reduce_max(tf.reshape(maps, [tf.shape(maps)[0], -1]), axis=-1) <= 0).numpy()
 
 
 def attention_shift(model, x, y, attack, layer: str | None = None, cells=DEFAULT_CELLS, rounds: int = 0,
@@ -91,7 +107,7 @@ def attention_shift(model, x, y, attack, layer: str | None = None, cells=DEFAULT
     per_round = max(int(rounds), 1)
     ious = {r: {k: [] for k in cells} for r in range(per_round)}
     fooled = {r: [] for r in range(per_round)}
-    kept = []
+    kept, empty = [], []
     for start in range(0, len(x), batch_size):
         xb, yb = tf.constant(x[start:start + batch_size]), tf.constant(y[start:start + batch_size])
         clean_maps, logits = grad_cam(model, xb, layer, return_logits=True)
@@ -104,8 +120,12 @@ def attention_shift(model, x, y, attack, layer: str | None = None, cells=DEFAULT
                 current = engine.project(current, xb, spec.eps * (r + 1), "linf", 0.0, 1.0)
             adv_maps, adv_logits = grad_cam(model, current, layer, return_logits=True)
             fooled[r].append((tf.argmax(adv_logits, -1, output_type=tf.int32) != yb).numpy())
+            undefined = _empty(clean_maps) | _empty(adv_maps)
+            if r == 0:
+                empty.append(undefined)
             for k in cells if r == 0 else sorted(set(cells) | {round_cells}):
-                ious[r].setdefault(k, []).append(iou(top_k_cells(clean_maps, k), top_k_cells(adv_maps, k)).numpy())
+                value = iou(top_k_cells(clean_maps, k), top_k_cells(adv_maps, k)).numpy().astype(np.float64)
+                ious[r].setdefault(k, []).append(np.where(undefined, np.nan, value))
     correct = np.concatenate(kept)
     results = []
     for r in range(per_round):
@@ -115,7 +135,11 @@ def attention_shift(model, x, y, attack, layer: str | None = None, cells=DEFAULT
     success, values = results[0]
     shift = AttentionShift(tuple(cells), {k: _mean(values[k], success) for k in cells},
                            {k: _mean(values[k], ~success) for k in cells}, float(success.mean()) if len(success) else 0.0,
-                           int(correct.sum()), round_cells=round_cells)
+                           int(correct.sum()), round_cells=round_cells,
+                           empty_maps=float(np.concatenate(empty)[correct].mean()) if correct.any() else 0.0)
+    if shift.empty_maps:
+        warnings.warn(f"{percent(shift.empty_maps, 1)} of the images have an all-zero Grad-CAM map at {layer!r}; "
+                      "their attention IoU is undefined and left out of the means.", RuntimeWarning, stacklevel=2)
     if rounds:
         shift.rounds = [(float(s.mean()), _mean(v[round_cells], s), float((~s).mean()), _mean(v[round_cells], ~s))
                         for s, v in results]

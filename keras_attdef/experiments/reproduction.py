@@ -12,6 +12,7 @@ the table says how many epochs it finished: the protocol is never changed silent
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,8 @@ def evaluate_model(model, x, y, store: ResultStore, name: str, out: Path, protoc
     def run_shift():
         shift = analysis.attention_shift(base, x, y, AttackSpec("step_ll", eps=0.15), rounds=3)
         return {"fraction_succeeded": shift.fraction_succeeded, "succeeded": shift.succeeded,
-                "failed": shift.failed, "rounds": shift.rounds, "num_images": shift.num_images}
+                "failed": shift.failed, "rounds": shift.rounds, "num_images": shift.num_images,
+                "empty_maps": shift.empty_maps}
 
     shift = store.get(f"{name}/attention_shift", run_shift)
     return {"paper": paper, "suite": full, "attention_shift": shift}
@@ -187,7 +189,8 @@ def reproduction_table(results: dict, protocol: Protocol, suite: str = "autoatta
         rows.append([name, epochs, f"{training['seconds'] / 60:.1f}", *cells,
                      percent(full["accuracy"]["worst case"], 2),
                      ", ".join(full["raised"]) or "none",
-                     " / ".join("n/a" if v is None else f"{v:.3f}" for v in iou)])
+                     " / ".join("n/a" if v is None or math.isnan(v) else f"{v:.3f}" for v in iou)
+                     + (f" ({percent(shift['empty_maps'], 1)} empty maps)" if shift.get("empty_maps") else "")])
     note = (f"Protocol: LeNet (dropout {protocol.dropout}), {protocol.epochs} epochs, batch {protocol.batch_size}, "
             f"Adam {protocol.lr:g}; Linf eps {protocol.eps:g}, PGD-{protocol.pgd_steps} step {protocol.pgd_step_size:g} "
             f"where a preset trains with PGD; eps ramped over {protocol.warmup_epochs:g} epochs; at most "
@@ -195,5 +198,5 @@ def reproduction_table(results: dict, protocol: Protocol, suite: str = "autoatta
             "(paper) = the AAD paper's Table 5. Worst case: per digit, correct under every attack of the "
             f"{suite!r} suite (autoattack: APGD-CE, APGD-T, FAB-T, Square with 5,000 queries, FGSM, PGD-20 and "
             "PGD-100). IoU@10: top-10-cell Grad-CAM IoU between clean and StepLL-0.15 "
-            "images, where the attack fooled / did not fool the model.")
+            "images, where the attack fooled / did not fool the model; images with an all-zero map are left out.")
     return markdown_table(head, rows) + "\n\n" + note
