@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated fgsm,jsma,cw_l2: f2 also trains on the masks of these attacks' examples "
                           "made on the classifier from training images (default none: the thesis's f2)")
     det.add_argument("--mask-attack-size", type=int, default=2000, help="training images attacked per mask attack")
+    det.add_argument("--calibrate-pass-rate", type=float, default=None,
+                     help="also flag inputs whose score exceeds this quantile of benign training scores "
+                          "(e.g. 0.93; default off: the thesis's label rule alone)")
     det.add_argument("--cw-steps", type=int, default=100)
     det.add_argument("--adaptive-steps", type=int, default=100)
     det.add_argument("--data-dir", default=None)
@@ -334,7 +337,8 @@ def detect(args) -> str:
                                 args.beta, args.noise, args.squeeze_bits, args.cw_steps, args.adaptive_steps,
                                 args.data_dir, args.seed, args.verbose, median_size=args.median_size,
                                 mask_attacks=tuple(a for a in args.mask_attacks.split(",") if a),
-                                mask_attack_size=args.mask_attack_size)
+                                mask_attack_size=args.mask_attack_size,
+                                calibrate_pass_rate=args.calibrate_pass_rate)
     print(f"Command: `keras-attdef {' '.join(sys.argv[1:])}`\n\n{text}")
     return text
 

@@ -175,6 +175,24 @@ def test_median_filtered_generator_ignores_isolated_pixels_and_round_trips(tmp_p
     np.testing.assert_array_equal(loaded.detect(x[:64]), detector.detect(x[:64]))
 
 
+def test_calibrated_threshold_passes_the_asked_share_and_only_adds_flags(fitted, tmp_path):
+    x, _ = datasets.load("mnist", "train", limit=3000)
+    by_labels = fitted.detect(x[2000:])
+    try:
+        threshold = fitted.calibrate(x[:2000], pass_rate=0.9)
+        assert np.mean(fitted.score(x[:2000]) > threshold) <= 0.1 + 1e-3
+        flagged = fitted.detect(x[2000:])
+        assert np.all(flagged[by_labels]) and flagged.sum() > by_labels.sum()  # the label rule's flags stay
+        fitted.save(tmp_path / "calibrated.keras")
+        loaded = keras.models.load_model(tmp_path / "calibrated.keras")
+        assert loaded.threshold == threshold
+        np.testing.assert_array_equal(loaded.detect(x[2000:]), flagged)
+        with pytest.raises(ValueError, match="pass_rate must be in"):
+            fitted.calibrate(x[:10], pass_rate=1.0)
+    finally:
+        fitted.threshold = None  # the module's other tests use the label rule
+
+
 def test_mask_classifier_trained_on_attacked_masks_labels_them_better(fitted):
     x, y = datasets.load("mnist", "train", limit=3000)
     fgsm = {"FGSM": AttackSpec("fgsm", eps=0.3)}
@@ -196,6 +214,7 @@ def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
     args = ["detect", "--dataset", "mnist", "--train-size", "600", "--eval-size", "12", "--classifier-epochs", "1",
             "--generator-epochs", "1", "--mask-epochs", "1", "--cw-steps", "5", "--adaptive-steps", "5",
             "--squeeze-bits", "1", "--mask-attacks", "fgsm", "--mask-attack-size", "40", "--verbose", "0",
+            "--calibrate-pass-rate", "0.9",
             "--out", str(out)]
     assert cli.main(args) == 0
     table = (out / "table.md").read_text()
@@ -203,6 +222,7 @@ def test_cli_detect_writes_the_table_the_report_and_the_masks(tmp_path, capsys):
     assert "f2 also trained on the masks of FGSM 0.2 examples made on f1 from the first 40" in table
     assert "0.2 on f1 + detector (adaptive)" in table and "L2 2 on f1 + detector (adaptive)" in table
     assert "L0 116 features on f1 + detector (adaptive)" in table
+    assert "the 0.9 quantile of the scores of the last 600 training images" in table
     report = __import__("json").loads((out / "report.json").read_text())
     assert 0.0 <= report["benign"]["tn"] <= 1.0 and (out / "masks.png").stat().st_size > 10_000
     assert keras.models.load_model(out / "detector.keras").squeeze_bits == 1

@@ -43,6 +43,8 @@ class LatentAttentionDetector(keras.Model):
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
         fitted: set by `fit` (and restored on load).
+        threshold: also flag an input when its `score` (1 - f2's probability of f1's label) exceeds this;
+            None: the thesis's rule alone (flag when the labels differ). Set it with `calibrate`.
 
     Example:
 
@@ -58,7 +60,8 @@ class LatentAttentionDetector(keras.Model):
     def __init__(self, classifier: keras.Model, generator: keras.Model | None = None,
                  mask_classifier: keras.Model | None = None, beta: float = 1.0, noise: str = "uniform",
                  noise_scale: float = 0.5, squeeze_bits: int | None = None, clip_min: float = 0.0,
-                 clip_max: float = 1.0, fitted: bool = False, median_size: int | None = None, **kwargs):
+                 clip_max: float = 1.0, fitted: bool = False, median_size: int | None = None,
+                 threshold: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if noise not in NOISES:
             raise ValueError(f"Unknown noise {noise!r}; choose one of {NOISES}.")
@@ -76,6 +79,7 @@ class LatentAttentionDetector(keras.Model):
         self.beta, self.noise, self.noise_scale = float(beta), noise, float(noise_scale)
         self.clip_min, self.clip_max = float(clip_min), float(clip_max)
         self.fitted = bool(fitted)
+        self.threshold = None if threshold is None else float(threshold)
         self._forward = tf.function(self._outputs, reduce_retracing=True, autograph=False)
 
     # -- Keras plumbing -----------------------------------------------------------------------------
@@ -96,6 +100,7 @@ class LatentAttentionDetector(keras.Model):
             "mask_classifier": keras.saving.serialize_keras_object(self.mask_classifier),
             "beta": self.beta, "noise": self.noise, "noise_scale": self.noise_scale,
             "squeeze_bits": self.squeeze_bits, "median_size": self.median_size, "clip_min": self.clip_min, "clip_max": self.clip_max, "fitted": self.fitted,
+            "threshold": self.threshold,
         })
         return config
 
@@ -172,11 +177,35 @@ class LatentAttentionDetector(keras.Model):
         logits, masks, mask_logits = (np.concatenate(p) for p in parts)
         label, mask_label = logits.argmax(-1), mask_logits.argmax(-1)
         mask_probs = tf.nn.softmax(mask_logits).numpy()
-        return {"label": label, "mask": masks, "mask_label": mask_label,
-                "score": 1.0 - mask_probs[np.arange(len(label)), label], "adversarial": label != mask_label}
+        score = 1.0 - mask_probs[np.arange(len(label)), label]
+        adversarial = label != mask_label
+        if self.threshold is not None:
+            adversarial |= score > self.threshold
+        return {"label": label, "mask": masks, "mask_label": mask_label, "score": score, "adversarial": adversarial}
+
+    def calibrate(self, x, pass_rate: float = 0.95, batch_size: int = 500) -> float:
+        """Sets `threshold` so that about `pass_rate` of benign inputs like `x` pass (the score's quantile).
+
+        Use benign images the test will not see (e.g. held-out training images). A lower pass rate flags
+        more adversarial inputs and more benign ones: `detection_report` shows both sides.
+
+        Args:
+            x: benign images.
+            pass_rate: share of them that must not be flagged by the score (the label rule may flag a few more).
+            batch_size: batch size.
+
+        Returns:
+            The threshold set.
+        """
+        if not 0 < pass_rate < 1:
+            raise ValueError(f"pass_rate must be in (0, 1); got {pass_rate}.")
+        self.threshold = None
+        self.threshold = float(np.quantile(self.score(x, batch_size), pass_rate))
+        return self.threshold
 
     def detect(self, x, batch_size: int = 500) -> np.ndarray:
-        """Per input, True when it is flagged adversarial (f1's label differs from f2's label of its mask)."""
+        """Per input, True when it is flagged adversarial: f1's label differs from f2's label of its mask (or, once
+        calibrated, the score exceeds `threshold`)."""
         return self.outputs(x, batch_size)["adversarial"]
 
     def score(self, x, batch_size: int = 500) -> np.ndarray:

@@ -21,6 +21,8 @@ from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import train_or_load
 
 CIFAR_TRAIN_PART = 8000
+# benign training images whose scores set the calibrated threshold (last of the training part)
+CALIBRATION_SIZE = 5000
 # the adaptive attack's L2 budget: the usual MNIST / CIFAR-10 L2 threat models (Croce and Hein's 2.0 and 0.5)
 L2_EPS = {"mnist": 2.0, "fashion_mnist": 2.0, "cifar10": 0.5}
 # JSMA's budget (share of input features it may change); the L0 adaptive attack gets the same number
@@ -72,7 +74,7 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
                          cw_steps: int = 100,
                          adaptive_steps: int = 100, data_dir=None, seed: int = 0, verbose: int = 2,
                          median_size: int | None = None, mask_attacks: tuple[str, ...] = (),
-                         mask_attack_size: int = 2000) -> str:
+                         mask_attack_size: int = 2000, calibrate_pass_rate: float | None = None) -> str:
     """Trains f1, a transfer source and the detector; measures it; writes `table.md` and `masks.png`.
 
     Args:
@@ -97,6 +99,9 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
             on f1 from the first `mask_attack_size` training images, join f2's training set (see
             `LatentAttentionDetector.fit`). Empty: the thesis's f2.
         mask_attack_size: training images attacked per mask attack.
+        calibrate_pass_rate: also flag inputs whose score exceeds the quantile `calibrate_pass_rate` of the
+            scores of the last `CALIBRATION_SIZE` training images (`LatentAttentionDetector.calibrate`);
+            None: the thesis's label rule alone.
 
     Returns:
         The Markdown table with its notes.
@@ -132,6 +137,14 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
         store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed,
                                                mask_attacks=hardening, mask_attack_size=mask_attack_size))
         detector.save(path)
+    if calibrate_pass_rate is not None:
+        before = detector.threshold
+        threshold = detector.calibrate(x[-CALIBRATION_SIZE:], calibrate_pass_rate)  # benign, not the test images
+        if before is None or not np.isclose(before, threshold):  # a changed detector: its old rows go
+            fit = store.get("detector/fit", lambda: None)
+            store.bind("detector", uuid.uuid4().hex)
+            store.put("detector/fit", fit)
+            detector.save(path)
     rows, benign = {}, None
     for setting, model in (("direct", None), ("transfer", source)):
         for name, spec in attacks.items():
@@ -151,6 +164,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
            (f", G's input median-filtered {median_size}x{median_size}" if median_size else "") + \
            (f", G's input rounded to {2 ** squeeze_bits} levels" if squeeze_bits else "") + \
            (" (BPDA in the adaptive attack)" if squeeze_bits or median_size else "") + \
+           (f"; also flagged when the score exceeds {detector.threshold:.4f}, the {calibrate_pass_rate:g} quantile of "
+            f"the scores of the last {min(CALIBRATION_SIZE, len(x))} training images" if calibrate_pass_rate is not None else "") + \
            (f"; f2 also trained on the masks of {' and '.join(hardening)} examples made on f1 from the first "
             f"{mask_attack_size} training images (true labels)" if hardening else "") + \
            f". Transfer source: a second " \
