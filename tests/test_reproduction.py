@@ -14,6 +14,8 @@ def test_every_pgd_preset_gets_the_protocols_attack():
         assert (attack["eps"], attack["steps"], attack["step_size"]) == (0.3, 40, 0.01), name
     aad = preset_defense("aad", protocol, 600)
     assert aad.attack.name == "step_ll" and abs(aad.attack.get_config()["eps"] - 0.15) < 1e-12  # two rounds
+    fast = preset_defense("fast", protocol, 600).attack.get_config()  # not the PGD step: Wong et al.'s 1.25 eps
+    assert (fast["steps"], fast["random_start"]) == (1, True) and abs(fast["step_size"] - 0.375) < 1e-12
     ramped = preset_defense("madry", Protocol(warmup_epochs=0.5), 600)
     assert ramped.warmup_steps == 300
     assert list(paper_attacks()) == list(PAPER_COLUMNS[1:])
@@ -87,8 +89,8 @@ def test_training_killed_mid_epoch_resumes_at_the_next_batch(tmp_path, monkeypat
     assert int(model.optimizer.iterations) == 8  # 2 before the kill + 2 after + 4: no batch trained twice or skipped
 
 
-def test_aad_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
-    from keras_attdef.experiments.ablation import AAD_VARIANTS, ablate_aad, variant_defense
+def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
+    from keras_attdef.experiments.ablation import FAMILIES, VARIANTS, ablate, variant_defense
 
     paper = variant_defense("aad_pgd", 0.3, 3, 10)
     assert (paper.weights, paper.rounds, paper.kappa, paper.task_weight) == ({"rect": 1.0, "pres": 2.0}, 2, "mean", 2.0)
@@ -96,11 +98,24 @@ def test_aad_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
     assert variant_defense("one_round", 0.3, 3, 10).rounds == 1
     assert variant_defense("aad_step_ll", 0.3, 3, 10).attack.name == "step_ll"
     assert variant_defense("madry", 0.3, 3, 10).attack.get_config()["steps"] == 3
+    assert variant_defense("clean_and_adv", 0.3, 3, 10).weights == {"pair": 0.0}
+    assert variant_defense("at_alp_no_pair", 0.3, 3, 10).weights == {"attention": 1.0, "pair": 0.0}
     with pytest.raises(ValueError, match="Unknown variant"):
         variant_defense("no_such_thing", 0.3, 3, 10)
-    table = ablate_aad(tmp_path, ("madry", "no_rect"), epochs=1, steps=1, train_size=200, eval_size=10, verbose=0)
-    assert table.count("\n| ") >= 3 and AAD_VARIANTS["no_rect"][0] in table and "empty attention maps" in table
-    assert (tmp_path / "no_rect" / "epoch_1.weights.h5").exists() and (tmp_path / "table.md").exists()
+    with pytest.raises(ValueError, match="needs the trained 'plain' variant"):
+        variant_defense("atat", 0.3, 3, 10)
+    for family in FAMILIES.values():  # every ATAT variant's teacher comes before it
+        assert all(VARIANTS[v][2].get("teacher", family[0]) in family[:i] or VARIANTS[v][1] != "atat"
+                   for i, v in enumerate(family))
+    table = ablate(tmp_path, ("plain", "madry", "atat_no_pair"), epochs=1, steps=1, train_size=200, eval_size=10,
+                   verbose=0)
+    assert table.count("\n| ") >= 4 and VARIANTS["atat_no_pair"][0] in table and "empty attention maps" in table
+    assert (tmp_path / "madry" / "epoch_1.weights.h5").exists() and (tmp_path / "table.md").exists()
+    for checkpoint in tmp_path.glob("*/checkpoint.keras"):
+        checkpoint.unlink()  # a new checkout: results but no models; nothing is trained again
+    assert ablate(tmp_path, ("plain", "madry", "atat_no_pair"), epochs=1, steps=1, train_size=200, eval_size=10,
+                  verbose=0) == table
+    assert not list(tmp_path.glob("*/checkpoint.keras"))
 
 
 def test_empty_map_share_sees_a_network_whose_grad_cam_is_zero():
@@ -112,3 +127,35 @@ def test_empty_map_share_sees_a_network_whose_grad_cam_is_zero():
     kernel, bias = net.get_layer("conv2").get_weights()
     net.get_layer("conv2").set_weights([0 * kernel, 0 * bias])  # no features: every map is zero
     assert empty_map_share(net, x, y) == 1.0 and empty_map_share(net, x, y, method="grad_x_activation") == 1.0
+
+
+def test_a_finished_preset_is_not_retrained_in_a_new_checkout(tmp_path, monkeypatch):
+    import json
+
+    from keras_attdef.experiments import reproduction
+    from keras_attdef.experiments.store import ResultStore
+
+    training = {"epochs_done": 5, "batches_done": 0, "seconds": 60.0, "epoch_seconds": [12.0] * 5, "logs": [],
+                "stopped": None, "run_id": "run-1"}
+    (tmp_path / "madry").mkdir()
+    (tmp_path / "madry" / "progress.json").write_text(json.dumps(training))  # no checkpoint.keras: a new checkout
+    store = ResultStore(tmp_path / "results.json", verbose=False)
+    store.bind("madry", "run-1")
+    store.put("madry/paper_columns", {"clean": 0.98, **{c: 0.5 for c in PAPER_COLUMNS[1:]}})
+    store.put("madry/suite", {"accuracy": {"worst case": 0.41}, "raised": []})
+    assert reproduction.finished_results(store, tmp_path, "madry") is None  # a stage is missing
+    store.put("madry/attention_shift", {"succeeded": {"10": 0.3}, "failed": {"10": 0.7}})
+    assert reproduction.finished_results(store, tmp_path, "madry")["suite"]["accuracy"]["worst case"] == 0.41
+    store.bind("madry", "run-2")  # results of another run do not count
+    assert reproduction.finished_results(store, tmp_path, "madry") is None
+    store.bind("madry", "run-1")
+    store.put("madry/paper_columns", {"clean": 0.98, **{c: 0.5 for c in PAPER_COLUMNS[1:]}})
+    store.put("madry/suite", {"accuracy": {"worst case": 0.41}, "raised": []})
+    store.put("madry/attention_shift", {"succeeded": {"10": 0.3}, "failed": {"10": 0.7}})
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished preset was trained again")
+
+    monkeypatch.setattr(reproduction, "train_resumable", no_training)
+    table = reproduction.reproduce_mnist(tmp_path, ["madry"], Protocol(train_size=20, eval_size=10))
+    assert "41.00%" in table and (tmp_path / "table.md").read_text().strip() == table.strip()

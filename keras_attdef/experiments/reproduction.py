@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_attdef.experiments.store import ResultStore
-from keras_attdef.experiments.training import train_resumable
+from keras_attdef.experiments.training import read_progress, train_resumable
 from keras_attdef.tables import markdown_table, percent
 
 # The AAD paper's Table 5 (MNIST, LeNet): clean, FGSM 0.15, I-FGSM 0.15 (3 rounds), StepLL 0.15,
@@ -69,12 +69,15 @@ class Protocol:
 
 
 def preset_defense(name: str, protocol: Protocol, steps_per_epoch: int, teacher=None):
-    """The preset `name` built to the protocol (aad: StepLL rounds of eps / 2; aad_pgd: PGD rounds)."""
+    """The preset `name` built to the protocol (aad: StepLL rounds of eps / 2; aad_pgd: PGD rounds; fast:
+    FGSM from a random start with step 1.25 eps, as Wong et al. train MNIST)."""
     from keras_attdef.defenses import PRESETS
 
+    preset = PRESETS[name]
     warmup = int(protocol.warmup_epochs * steps_per_epoch)
-    return PRESETS[name].from_options(eps=protocol.eps, steps=protocol.pgd_steps, step_size=protocol.pgd_step_size,
-                                      warmup_steps=warmup, teacher=teacher)
+    # the PGD step goes only to presets that run PGD: fast's single FGSM step keeps its paper's 1.25 eps
+    pgd = {"steps": protocol.pgd_steps, "step_size": protocol.pgd_step_size} if "steps" in preset.options else {}
+    return preset.from_options(eps=protocol.eps, warmup_steps=warmup, teacher=teacher, **pgd)
 
 
 def paper_attacks(eps: float = 0.3) -> dict:
@@ -125,8 +128,25 @@ def evaluate_model(model, x, y, store: ResultStore, name: str, out: Path, protoc
     return {"paper": paper, "suite": full, "attention_shift": shift}
 
 
-def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_pgd", "aad", "trades", "alp",
-                                                          "at_alp", "atat", "fast"),
+STAGES = ("paper_columns", "suite", "attention_shift")
+
+
+def finished_results(store: ResultStore, out: Path, name: str) -> dict | None:
+    """The results of a preset whose training and every evaluation stage finished, else None.
+
+    They count only when they belong to the run in `out/name/progress.json` (the store is bound to its
+    `run_id`), so figures of a model that was later retrained are never reported.
+    """
+    training = read_progress(Path(out) / name)
+    stages = store.finished(name, training and training.get("run_id"), STAGES)
+    if stages is None:
+        return None
+    return {"training": training, "paper": stages["paper_columns"], "suite": stages["suite"],
+            "attention_shift": stages["attention_shift"]}
+
+
+def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_pgd", "aad", "fast", "trades", "alp",
+                                                          "at_alp", "atat"),
                     protocol: Protocol = Protocol(), data_dir=None, suite: str = "autoattack",
                     verbose: int = 2) -> str:
     """Trains and evaluates each preset; writes `out/table.md` and returns it.
@@ -149,24 +169,35 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_
     x, y = datasets.load("mnist", "train", data_dir, limit=protocol.train_size)
     x_test, y_test = datasets.load("mnist", "test", data_dir, limit=protocol.eval_size)
     steps_per_epoch = int(np.ceil(len(x) / protocol.batch_size))
-    order = list(presets)
-    if "atat" in order and "plain" not in order:
-        order.insert(0, "plain")
 
     def build():
         return models.lenet(dropout=protocol.dropout)
 
     results, teacher = {}, None
-    for name in order:
+
+    def train_and_evaluate(name: str):
         defense = preset_defense(name, protocol, steps_per_epoch, teacher)
         model, training = train_resumable(out / name, build, defense, x, y, protocol.epochs, protocol.lr,
                                           protocol.batch_size, protocol.seed, 60 * protocol.max_minutes, verbose)
         store.bind(name, training.get("run_id", "unnamed"))
-        if name == "plain":
-            teacher = model.base_model
         if name in presets:
             results[name] = {"training": training, **evaluate_model(model, x_test, y_test, store, name, out,
                                                                     protocol, suite)}
+        return model
+
+    for name in presets:
+        stored = finished_results(store, out, name)
+        if stored is not None:
+            # a new checkout has the results but not the models: a finished preset is not trained again
+            results[name] = stored
+            continue
+        if name == "atat" and teacher is None:
+            # loaded when its checkpoint is here, else retrained (and re-evaluated, so that the plain row is
+            # the teacher ATAT learned from)
+            teacher = train_and_evaluate("plain").base_model
+        model = train_and_evaluate(name)
+        if name == "plain":
+            teacher = model.base_model
     table = reproduction_table(results, protocol, suite)
     (out / "table.md").write_text(table + "\n")
     return table

@@ -52,6 +52,18 @@ class ResultStore:
                 del self.data[stale]
             self.put(key, run_id)
 
+    def finished(self, prefix: str, run_id: str | None, keys) -> dict | None:
+        """`{key: result}` of `prefix/key` for every key when all are stored for run `run_id`, else None.
+
+        A new checkout has the results but not the models: a stage set finished for the run whose progress
+        is on disk needs neither the model nor the work again.
+        """
+        if run_id is None or self.data.get(f"{prefix}/run_id") != run_id:
+            return None
+        if not all(f"{prefix}/{key}" in self.data for key in keys):
+            return None
+        return {key: self.data[f"{prefix}/{key}"] for key in keys}
+
     def put(self, key: str, value):
         """Stores `value` under `key` and writes the file; returns `value`."""
         self.data[key] = value

@@ -108,6 +108,12 @@ def _write_json(path: Path, value) -> None:
     os.replace(partial, path)
 
 
+def read_progress(folder) -> dict | None:
+    """The progress `train_resumable` saved in `folder` (None when there is none); its model may be gone."""
+    path = Path(folder) / "progress.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, y, epochs: int, lr: float = 1e-3,
                     batch_size: int = 128, seed: int = 0, time_limit: float | None = None, verbose: int = 2,
                     checkpoint_seconds: float | None = 300.0):
@@ -162,6 +168,9 @@ def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, 
         if verbose:
             print(f"[resume] {folder}: {progress['epochs_done']} epoch(s) and {progress['batches_done']} batch(es) done")
     else:
+        if progress_path.exists() and verbose:
+            print(f"[restart] {folder}: progress.json without checkpoint.keras (a new checkout keeps no models); "
+                  "training from the start under a new run id")
         progress = {"epochs_done": 0, "batches_done": 0, "seconds": 0.0, "epoch_seconds": [], "logs": [],
                     "stopped": None, "run_id": uuid.uuid4().hex}
         keras.utils.set_random_seed(seed)
