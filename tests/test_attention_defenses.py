@@ -50,6 +50,42 @@ def test_aad_terms_have_the_papers_signs(mnist_train):
         defenses.aad(cam_method="saliency")
 
 
+def test_atat_and_at_alp_terms_follow_their_papers_equations(trained_lenet, mnist_train):
+    """ATAT eq. 5-6 and AT+ALP's attention and logit pairing, recomputed in NumPy from per-image maps."""
+    from keras_attdef.attention.gradcam import grad_cam
+    from keras_attdef.models import last_conv_layer
+
+    x = mnist_train[0][:16]
+    y = tf.constant(mnist_train[1][:16])
+    adv = np.clip(x + 0.2 * np.sign(np.random.default_rng(0).normal(size=x.shape)), 0, 1).astype(np.float32)
+    net = models.lenet(dropout=0)  # no dropout: the defence's training-mode passes equal these
+    layer = last_conv_layer(net)
+
+    def flat_map(model, images):
+        return grad_cam(model, tf.constant(images), layer, target=y, normalize="max").numpy().reshape(len(images), -1)
+
+    teacher, clean, attacked = flat_map(trained_lenet, x), flat_map(net, x), flat_map(net, adv)
+    logits, adv_logits = net(x).numpy(), net(adv).numpy()
+    terms = defenses.atat(trained_lenet).loss_terms(net, tf.constant(x), y, tf.constant(adv)).terms
+    norm = np.linalg.norm
+    np.testing.assert_allclose(float(terms["transfer"]), np.mean(norm(teacher - attacked, axis=1))
+                               + np.mean(norm(teacher - clean, axis=1)), rtol=1e-4)
+    np.testing.assert_allclose(float(terms["pair"]), np.mean(norm(logits - adv_logits, axis=1)), rtol=1e-4)
+
+    convs = [layer.name for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+    features = keras.Model(net.input, [net.get_layer(name).output for name in convs])
+
+    def attention(images):  # mean over channels of A^2, flattened, unit L2 norm per image
+        maps = [np.mean(np.asarray(a) ** 2, axis=-1).reshape(len(images), -1) for a in features(images)]
+        return [m / norm(m, axis=1, keepdims=True) for m in maps]
+
+    expected = sum(np.mean(norm(q - q_adv, axis=1)) for q, q_adv in zip(attention(x), attention(adv)))
+    terms = defenses.at_alp().loss_terms(net, tf.constant(x), y, tf.constant(adv)).terms
+    assert len(convs) >= 2
+    np.testing.assert_allclose(float(terms["attention"]), expected, rtol=1e-4)
+    np.testing.assert_allclose(float(terms["pair"]), np.mean((logits - adv_logits) ** 2), rtol=1e-4)
+
+
 def test_atat_save_load_keeps_the_teacher(trained_lenet, mnist_train, tmp_path):
     x, y = mnist_train[0][:64], mnist_train[1][:64]
     robust = RobustModel(models.lenet(), defense=defenses.atat(trained_lenet, steps=1, step_size=0.3))

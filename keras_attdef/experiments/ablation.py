@@ -60,6 +60,8 @@ VARIANTS = {
     "atat_no_transfer": ("ATAT without the attention transfer (lambda1 0)", "atat",
                          {"teacher": "plain", "lambda1": 0.0}),
     "atat_no_pair": ("ATAT without logit pairing (lambda2 0)", "atat", {"teacher": "plain", "lambda2": 0.0}),
+    "atat_light_transfer": ("ATAT with a tenth of the transfer weight (lambda1 0.1; the paper gives no value)",
+                            "atat", {"teacher": "plain", "lambda1": 0.1}),
     "atat_robust_teacher": ("ATAT with the madry variant as teacher instead of the plain one", "atat",
                             {"teacher": "madry"}),
 }
@@ -67,7 +69,7 @@ FAMILIES = {
     "aad": ["madry", "aad_pgd", "no_rect", "no_pres", "no_attention", "one_round", "kappa_0.5", "layer_conv1",
             "alpha_1", "aad_step_ll", "grad_x_activation"],
     "pairing": ["plain", "madry", "clean_and_adv", "alp", "at_alp", "at_alp_no_pair", "atat", "atat_no_transfer",
-                "atat_no_pair", "atat_robust_teacher"],
+                "atat_no_pair", "atat_light_transfer", "atat_robust_teacher"],
 }
 
 
