@@ -220,6 +220,21 @@ def test_curve_rises_within_sampling_noise_are_not_flagged():
     assert curve_checks({}, 0.99, [], [], None, steps, num_samples=50_000)["accuracy_grows_with_steps"].raised
 
 
+def test_report_says_how_far_pgd_alone_overstates_the_worst_case():
+    from keras_attdef.evaluation.report import EvaluationReport
+
+    def report(accuracy):
+        return EvaluationReport("m", 0.3, "linf", 1000, accuracy, {}, {}, {}, {}, {}, 1.0)
+
+    # the reproduction's fast model: PGD-100 71.2%, the cascade's worst case 57.3%
+    fast = report({"clean": 0.988, "PGD-20": 0.75, "PGD-100": 0.712, "APGD-T": 0.582, "worst case": 0.573})
+    assert fast.pgd_overstatement[0] == "PGD-100" and abs(fast.pgd_overstatement[1] - 13.9) < 1e-6
+    assert "PGD-100 alone reads 13.9 points above the worst case" in fast.to_markdown()
+    tight = report({"clean": 0.99, "PGD-20": 0.5, "worst case": 0.498})
+    assert "above the worst case" not in tight.to_markdown()  # within TOLERANCE: no caveat
+    assert report({"clean": 0.99, "Square": 0.9, "worst case": 0.9}).pgd_overstatement is None
+
+
 def test_clear_errors_for_bad_input(trained_lenet, mnist_test):
     x, y = mnist_test[0][:8], mnist_test[1][:8]
     with pytest.raises(ValueError, match="eps must be"):

@@ -160,15 +160,14 @@ def train_resumable(folder, build_model: Callable[[], keras.Model], defense, x, 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    progress_path, checkpoint = folder / "progress.json", folder / "checkpoint.keras"
-    if progress_path.exists() and checkpoint.exists():
-        progress = json.loads(progress_path.read_text())
-        progress.setdefault("batches_done", 0)
+    saved, checkpoint = read_progress(folder), folder / "checkpoint.keras"
+    if saved is not None and checkpoint.exists():
+        progress = {"batches_done": 0, **saved}
         robust = keras.models.load_model(checkpoint)
         if verbose:
             print(f"[resume] {folder}: {progress['epochs_done']} epoch(s) and {progress['batches_done']} batch(es) done")
     else:
-        if progress_path.exists() and verbose:
+        if saved is not None and verbose:
             print(f"[restart] {folder}: progress.json without checkpoint.keras (a new checkout keeps no models); "
                   "training from the start under a new run id")
         progress = {"epochs_done": 0, "batches_done": 0, "seconds": 0.0, "epoch_seconds": [], "logs": [],
