@@ -30,6 +30,18 @@ def test_every_preset_trains_with_xla_and_mirrored(name, mode, trained_lenet, mn
     assert all(np.isfinite(v[-1]) for v in logs.values())
 
 
+def test_trades_warns_about_a_few_step_kl_attack():
+    import warnings
+
+    # PGD-3 of 0.25 from TRADES's near-x start overfitted catastrophically (benchmarks/RESULTS.md)
+    with pytest.warns(UserWarning, match="overfitted catastrophically"):
+        PRESETS["trades"].from_options(eps=0.3, steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        defenses.trades(steps=7)
+        defenses.trades()  # the paper's 40 steps
+
+
 def test_aad_terms_have_the_papers_signs(mnist_train):
     x, y = tf.constant(mnist_train[0][:32]), tf.constant(mnist_train[1][:32])
     defense = defenses.aad()

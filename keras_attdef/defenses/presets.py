@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from typing import Callable
 
 from keras_attdef.attacks._checks import check_eps
@@ -142,12 +143,25 @@ def alp(weight: float = 0.5, eps: float = 0.3, step_size: float | None = 0.01, s
     return LogitPairing(_pgd(eps, step_size, steps), {"pair": weight}, warmup_steps, distance)
 
 
+# Fewer KL-attack steps than this overfitted catastrophically in a measured run (see `trades`).
+TRADES_MIN_STEPS = 7
+
+
 @register_preset("trades", _PGD_OPTIONS)
 def trades(beta: float = 6.0, eps: float = 0.3, step_size: float | None = 0.01, steps: int = 40,
            warmup_steps: int = 0) -> Defense:
-    """TRADES with its KL attack (Zhang et al., 2019, arXiv:1901.08573); logs `kl_loss`."""
+    """TRADES with its KL attack (Zhang et al., 2019, arXiv:1901.08573); logs `kl_loss`.
+
+    Warns below `TRADES_MIN_STEPS` attack steps: the KL attack starts next to x, with no random start.
+    """
     check_eps(eps)
     step_size = default_step_size(eps, steps) if step_size is None else step_size
+    if steps < TRADES_MIN_STEPS:
+        warnings.warn(f"TRADES with a {steps}-step KL attack: it starts next to x (no random start), and with few "
+                      "large steps it behaves like FGSM without one. PGD-3 of step 0.25 overfitted catastrophically "
+                      "on MNIST (its own attack 99.5%, PGD-20 0.0%; benchmarks/RESULTS.md) where PGD-7 did not. Use "
+                      f"steps >= {TRADES_MIN_STEPS}, and check the model with keras_attdef.evaluation.evaluate.",
+                      stacklevel=2)
     attack = AttackSpec("pgd", eps=eps, step_size=step_size, steps=steps)
     return Trades(attack, {"kl": beta}, warmup_steps)
 
