@@ -85,7 +85,7 @@ def main(argv=None):
         if state["train_seconds"] >= args.decay_at * budget:
             robust.optimizer.learning_rate.assign(args.lr / 10)
         start = time.perf_counter()
-        robust.fit(train_ds, epochs=1, verbose=0, shuffle=False)
+        logs = robust.fit(train_ds, epochs=1, verbose=0, shuffle=False).history
         epoch_seconds = time.perf_counter() - start
         state["train_seconds"] += epoch_seconds
         state["epoch"] += 1
@@ -94,6 +94,8 @@ def main(argv=None):
         row = {"epoch": state["epoch"], "train_seconds": round(state["train_seconds"], 1),
                "epoch_seconds": round(epoch_seconds, 1),
                "lr": float(keras.ops.convert_to_numpy(robust.optimizer.learning_rate)), "clean": clean}
+        if "adv_accuracy" in logs:  # near 100% on its own attack while PGD-100 is ~0: catastrophic overfitting
+            row["train_adv_accuracy"] = round(float(logs["adv_accuracy"][-1]), 4)
         if clean >= args.clean_target or state["train_seconds"] >= args.decay_at * budget:
             report = evaluate_robustness(robust, (x_test[: args.pgd_points], y_test[: args.pgd_points]), pgd100,
                                          batch_size=500, progress=False)
