@@ -48,6 +48,7 @@ def test_table_states_unfinished_epochs_and_the_papers_figures():
               "attention_shift": {"succeeded": {"10": 0.3}, "failed": {"10": 0.7}}}
     table = reproduction_table({"madry": result}, Protocol())
     assert "3 of 5 (time limit)" in table and "(98.61%)" in table and "40.00%" in table and "0.300 / 0.700" in table
+    assert "| 10.0 |" in table  # PGD-100 (50%) over the worst case (40%), in points
 
 
 def test_results_of_a_retrained_model_are_dropped_not_reused(tmp_path):
