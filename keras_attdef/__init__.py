@@ -15,7 +15,8 @@ if "tensorflow" not in _sys.modules:
     # TensorFlow first) keeps TensorFlow's own choice.
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from keras_attdef import analysis, attacks, attention, certify, datasets, defenses, detect, evaluation, losses, models
+from keras_attdef import (analysis, attacks, attention, callbacks, certify, datasets, defenses, detect, evaluation,
+                          losses, models)
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation import evaluate_robustness
 from keras_attdef.robust_model import RobustModel
@@ -23,6 +24,6 @@ from keras_attdef.robust_model import RobustModel
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttackSpec", "RobustModel", "analysis", "attacks", "attention", "certify", "datasets", "defenses", "detect", "evaluate_robustness",
-    "evaluation", "losses", "models",
+    "AttackSpec", "RobustModel", "analysis", "attacks", "attention", "callbacks", "certify", "datasets", "defenses",
+    "detect", "evaluate_robustness", "evaluation", "losses", "models",
 ]
