@@ -29,6 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_attdef import AttackSpec, RobustModel, datasets, evaluate_robustness, models  # noqa: E402
+from keras_attdef.callbacks import CatastrophicOverfittingMonitor  # noqa: E402
 from keras_attdef.defenses import PRESETS  # noqa: E402
 from keras_attdef.evaluation.autoattack import autoattack  # noqa: E402
 
@@ -78,6 +79,8 @@ def main(argv=None):
     pgd100 = {"PGD-100": AttackSpec("pgd", eps=args.eps, step_size=0.01, steps=100)}
     reached = False
     budget = 60 * args.max_minutes
+    monitor = CatastrophicOverfittingMonitor(x_test[-256:], y_test[-256:], eps=args.eps)
+    monitor.set_model(robust)
     while state["epoch"] < args.max_epochs:
         last_epoch = state["history"][-1]["epoch_seconds"] if state["history"] else 0.0
         if state["train_seconds"] + last_epoch > budget:
@@ -96,6 +99,9 @@ def main(argv=None):
                "lr": float(keras.ops.convert_to_numpy(robust.optimizer.learning_rate)), "clean": clean}
         if "adv_accuracy" in logs:  # near 100% on its own attack while PGD-100 is ~0: catastrophic overfitting
             row["train_adv_accuracy"] = round(float(logs["adv_accuracy"][-1]), 4)
+        checks = {}  # FGSM and PGD-10 on the last 256 test digits (disjoint from the evaluated ones); warns
+        monitor.on_epoch_end(state["epoch"] - 1, checks)
+        row.update({name: round(value, 4) for name, value in checks.items()})
         if clean >= args.clean_target or state["train_seconds"] >= args.decay_at * budget:
             report = evaluate_robustness(robust, (x_test[: args.pgd_points], y_test[: args.pgd_points]), pgd100,
                                          batch_size=500, progress=False)
