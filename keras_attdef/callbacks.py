@@ -62,7 +62,9 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
 
     Example:
 
-    >>> monitor = CatastrophicOverfittingMonitor(x_val[:256], y_val[:256], eps=0.3)
+    >>> from keras_attdef import datasets
+    >>> x_val, y_val = datasets.load("mnist", "test", limit=256)
+    >>> monitor = CatastrophicOverfittingMonitor(x_val, y_val, eps=0.3)
     >>> # robust.fit(ds, epochs=10, callbacks=[monitor]); monitor.collapsed_epoch  # None if it never collapsed
     """
 
@@ -84,7 +86,7 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
 
     def _accuracies(self, base) -> dict:
         from keras_attdef.attacks.spec import AttackSpec
-        from keras_attdef.evaluation.robustness import compile_attack
+        from keras_attdef.attacks.spec import compile_attack
 
         if self._runners is None:  # compiled once: one trace per attack for the whole fit
             specs = {"fgsm": AttackSpec("fgsm", eps=self.eps),

@@ -13,7 +13,10 @@ True
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
+
+import tensorflow as tf
 
 from keras_attdef.attacks import auto_pgd, carlini_wagner, fab, gradient, jsma, square_attack
 
@@ -119,3 +122,38 @@ def as_spec(attack) -> AttackSpec:
     if isinstance(attack, str):
         return AttackSpec(attack)
     raise TypeError(f"Expected an AttackSpec, a dict or a name, got {type(attack).__name__}.")
+
+
+def _run_spec(spec, model, x, y, clip_min, clip_max):
+    return spec(model, x, y, clip_min=clip_min, clip_max=clip_max)
+
+
+def compile_attack(spec: AttackSpec, model, clip_min: float = 0.0, clip_max: float = 1.0) -> Callable:
+    """`f(x, y) -> x_adv` running `spec` on `model`, compiled once when the attack is traceable.
+
+    Args:
+        spec: the attack.
+        model: a Keras model returning logits.
+        clip_min: smallest valid input value.
+        clip_max: largest valid input value.
+
+    Returns:
+        A function of a batch `(x, y)` returning its adversarial batch (a `tf.function` unless the attack
+        runs a Python loop).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> run = compile_attack(AttackSpec("fgsm", eps=0.1), model)
+    >>> x = np.full((2, 4), 0.5, "float32")
+    >>> float(np.abs(run(x, np.array([0, 1])) - x).max()) <= 0.1 + 1e-6
+    True
+    """
+    # A partial, not a lambda: tf.function counts traces per code object, so one lambda line compiled
+    # for five attacks would warn about "excessive retracing" although each attack traces once.
+    run = functools.partial(_run_spec, spec, model, clip_min=clip_min, clip_max=clip_max)
+    # reduce_retracing: the last, shorter batch does not trigger a second trace per attack.
+    # autograph=False: attacks are written for graph mode already (Python loops, tf.while_loop), and
+    # AutoGraph converting the AttackSpec callable has resolved the wrong method after a Keras fit.
+    return tf.function(run, reduce_retracing=True, autograph=False) if spec.traceable else run

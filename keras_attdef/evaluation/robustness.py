@@ -13,13 +13,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels
-from keras_attdef.attacks.spec import AttackSpec, as_spec
+from keras_attdef.attacks.spec import AttackSpec, as_spec, compile_attack
 from keras_attdef.tables import markdown_table, percent
 
 
@@ -64,21 +63,6 @@ def _batches(data, batch_size):
         raise ValueError(f"{len(images)} images but {len(labels)} labels.")
     for start in range(0, len(images), batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
-
-
-def _run_spec(spec, model, x, y, clip_min, clip_max):
-    return spec(model, x, y, clip_min=clip_min, clip_max=clip_max)
-
-
-def compile_attack(spec, model, clip_min: float = 0.0, clip_max: float = 1.0):
-    """`f(x, y) -> x_adv` running `spec` on `model`, compiled once when the attack is traceable."""
-    # A partial, not a lambda: tf.function counts traces per code object, so one lambda line compiled
-    # for five attacks would warn about "excessive retracing" although each attack traces once.
-    run = functools.partial(_run_spec, spec, model, clip_min=clip_min, clip_max=clip_max)
-    # reduce_retracing: the last, shorter batch does not trigger a second trace per attack.
-    # autograph=False: attacks are written for graph mode already (Python loops, tf.while_loop), and
-    # AutoGraph converting the AttackSpec callable has resolved the wrong method after a Keras fit.
-    return tf.function(run, reduce_retracing=True, autograph=False) if spec.traceable else run
 
 
 def adversarial_examples(model, x, y, attack, batch_size: int = 256, clip_min: float = 0.0, clip_max: float = 1.0,
