@@ -7,6 +7,8 @@ import warnings
 import keras
 import numpy as np
 
+from keras_attdef.attacks.spec import AttackSpec, compile_attack
+
 
 class TimeBudget(keras.callbacks.Callback):
     """Stops `fit` after `seconds` of training (checked after every batch), for equal-budget comparisons.
@@ -85,9 +87,6 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
         self._passing_weights = None
 
     def _accuracies(self, base) -> dict:
-        from keras_attdef.attacks.spec import AttackSpec
-        from keras_attdef.attacks.spec import compile_attack
-
         if self._runners is None:  # compiled once: one trace per attack for the whole fit
             specs = {"fgsm": AttackSpec("fgsm", eps=self.eps),
                      "pgd": AttackSpec("pgd", eps=self.eps, steps=self.pgd_steps,
