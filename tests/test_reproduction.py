@@ -4,6 +4,7 @@ import pytest
 
 from keras_attdef import models
 from keras_attdef.experiments.reproduction import PAPER_COLUMNS, Protocol, paper_attacks, preset_defense, reproduction_table
+from keras_attdef.experiments import reproduction
 from keras_attdef.experiments.training import train_resumable
 
 
@@ -133,7 +134,6 @@ def test_empty_map_share_sees_a_network_whose_grad_cam_is_zero():
 def test_a_finished_preset_is_not_retrained_in_a_new_checkout(tmp_path, monkeypatch):
     import json
 
-    from keras_attdef.experiments import reproduction
     from keras_attdef.experiments.store import ResultStore
 
     training = {"epochs_done": 5, "batches_done": 0, "seconds": 60.0, "epoch_seconds": [12.0] * 5, "logs": [],
@@ -160,3 +160,15 @@ def test_a_finished_preset_is_not_retrained_in_a_new_checkout(tmp_path, monkeypa
     monkeypatch.setattr(reproduction, "train_resumable", no_training)
     table = reproduction.reproduce_mnist(tmp_path, ["madry"], Protocol(train_size=20, eval_size=10))
     assert "41.00%" in table and (tmp_path / "table.md").read_text().strip() == table.strip()
+
+
+def test_atat_student_starts_from_its_teacher_and_the_others_from_scratch():
+    protocol = Protocol()
+    teacher = reproduction.student_model("plain", protocol)
+    student = reproduction.student_model("atat", protocol, teacher)
+    fresh = reproduction.student_model("madry", protocol, teacher)
+    for theirs, ours, other in zip(teacher.get_weights(), student.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(theirs, ours)
+    assert any(not np.array_equal(t, o) for t, o in zip(teacher.get_weights(), fresh.get_weights()))
+    with pytest.raises(ValueError, match="teacher"):
+        reproduction.student_model("atat", protocol)

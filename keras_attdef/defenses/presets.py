@@ -228,7 +228,9 @@ def atat(teacher, layer: str | None = None, lambda1: float = 1.0, lambda2: float
          step_size: float | None = 0.01, steps: int = 40, warmup_steps: int = 0) -> Defense:
     """ATAT: PGD training with Grad-CAM attention transferred from a frozen teacher (Li et al., 2021).
 
-    Logs `transfer_loss` and `pair_loss`. The paper uses PGD 8/255, step 2/255, 7 steps on CIFAR-10.
+    Logs `transfer_loss` and `pair_loss`. The paper uses PGD 8/255, step 2/255, 7 steps on CIFAR-10, and
+    starts the student from the teacher's weights: call `student.set_weights(teacher.get_weights())` before
+    wrapping it (from random weights, LeNet on MNIST at eps 0.3 collapsed to a constant output).
 
     Args:
         teacher: a plainly trained keras.Model.

@@ -12,6 +12,7 @@ the table says how many epochs it finished: the protocol is never changed silent
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def preset_defense(name: str, protocol: Protocol, steps_per_epoch: int, teacher=
     # the PGD step goes only to presets that run PGD: fast's single FGSM step keeps its paper's 1.25 eps
     pgd = {"steps": protocol.pgd_steps, "step_size": protocol.pgd_step_size} if "steps" in preset.options else {}
     return preset.from_options(eps=protocol.eps, warmup_steps=warmup, teacher=teacher, **pgd)
+
+
+def student_model(name: str, protocol: Protocol, teacher=None):
+    """The LeNet a preset trains: fresh, except ATAT's student, which starts from its teacher's weights.
+
+    The ATAT paper (sec. 3.2) feeds clean and adversarial images "to the defensive network, which is
+    initialized with the same parameters as the original network". Started from random weights instead,
+    this protocol's ATAT collapsed to a constant output in its second epoch (`docs/results.md`).
+    """
+    from keras_attdef import models
+
+    model = models.lenet(dropout=protocol.dropout)
+    if name == "atat":
+        if teacher is None:
+            raise ValueError("atat's student starts from its teacher's weights: train the plain teacher first.")
+        model.set_weights(teacher.get_weights())
+    return model
 
 
 def paper_attacks(eps: float = 0.3) -> dict:
@@ -162,7 +180,7 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_
     Returns:
         The Markdown table.
     """
-    from keras_attdef import datasets, models
+    from keras_attdef import datasets
 
     out = Path(out)
     store = ResultStore(out / "results.json")
@@ -170,13 +188,11 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_
     x_test, y_test = datasets.load("mnist", "test", data_dir, limit=protocol.eval_size)
     steps_per_epoch = int(np.ceil(len(x) / protocol.batch_size))
 
-    def build():
-        return models.lenet(dropout=protocol.dropout)
-
     results, teacher = {}, None
 
     def train_and_evaluate(name: str):
         defense = preset_defense(name, protocol, steps_per_epoch, teacher)
+        build = functools.partial(student_model, name, protocol, teacher)
         model, training = train_resumable(out / name, build, defense, x, y, protocol.epochs, protocol.lr,
                                           protocol.batch_size, protocol.seed, 60 * protocol.max_minutes, verbose)
         store.bind(name, training.get("run_id", "unnamed"))
