@@ -15,6 +15,8 @@ setup(
     ),
     long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
     packages=find_packages(include=["keras_attdef", "keras_attdef.*"]),
     package_data={"keras_attdef": ["_data/*.npz", "_data/*.md"]},
     python_requires=">=3.10",

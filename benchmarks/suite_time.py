@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Is the test suite slower than at an earlier commit? The same tests against old and new code, interleaved.
 
-    KERAS_ATTDEF_DATA=../shared/data python benchmarks/suite_time.py --base a5bef16 --rounds 2
+    python benchmarks/suite_time.py --base a5bef16 --rounds 2
 
 The earlier commit's own test files are run twice per round, once importing that commit's package (a git
 worktree on PYTHONPATH) and once importing this checkout's, in the order base-head, head-base, ... so that

@@ -15,15 +15,19 @@ if "tensorflow" not in _sys.modules:
     # TensorFlow first) keeps TensorFlow's own choice.
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+from keras_attdef.backend import require_tensorflow_backend as _require_tensorflow_backend
+
+_require_tensorflow_backend()
+
 from keras_attdef import (analysis, attacks, attention, callbacks, certify, datasets, defenses, detect, evaluation,
                           losses, models)
 from keras_attdef.attacks.spec import AttackSpec
-from keras_attdef.evaluation import evaluate_robustness
+from keras_attdef.evaluation import autoattack, evaluate, evaluate_robustness
 from keras_attdef.robust_model import RobustModel
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttackSpec", "RobustModel", "analysis", "attacks", "attention", "callbacks", "certify", "datasets", "defenses",
-    "detect", "evaluate_robustness", "evaluation", "losses", "models",
+    "AttackSpec", "RobustModel", "analysis", "attacks", "attention", "autoattack", "callbacks", "certify", "datasets",
+    "defenses", "detect", "evaluate", "evaluate_robustness", "evaluation", "losses", "models",
 ]

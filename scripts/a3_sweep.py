@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A3 (attention-augmented) attacks against their base attacks on plainly trained MNIST LeNets.
 
-    KERAS_ATTDEF_DATA=../shared/data python scripts/a3_sweep.py [--out runs/a3_sweep.json]
+    python scripts/a3_sweep.py [--out runs/a3_sweep.json]
 
 Trains three small plain LeNets (1 epoch on 3,000 / 3,000 / 6,000 training digits, seeds 0-2), then
 measures accuracy on the first 512 test digits under I-FGSM and Iter-LL (3 iterations, eps 0.1, as the

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The attention defences' terms one at a time against madry, at equal epochs (issue 11, item 3).
 
-    KERAS_ATTDEF_DATA=../shared/data python scripts/ablate.py --family aad --out runs/ablate_aad
-    KERAS_ATTDEF_DATA=../shared/data python scripts/ablate.py --family pairing --out runs/ablate_pairing
+    python scripts/ablate.py --family aad --out runs/ablate_aad
+    python scripts/ablate.py --family pairing --out runs/ablate_pairing
 
 Every variant of a family in `keras_attdef.experiments.ablation.FAMILIES` (or those named with
 --variants) trains the same model for the same epochs on the same batches (PGD-3 rounds by default, so

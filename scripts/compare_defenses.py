@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train several defences on MNIST under one wall-clock budget each and tabulate their robustness.
 
-    KERAS_ATTDEF_DATA=../shared/data python scripts/compare_defenses.py --minutes 4 --out runs/compare
+    python scripts/compare_defenses.py --minutes 4 --out runs/compare
 
 Every defence (any preset of `keras_attdef.defenses.PRESETS`) gets the same attack budget (Linf eps 0.3,
 PGD-7 with step 2.5 eps / 7 where the preset runs PGD, eps ramped over the first --warmup-steps steps) and

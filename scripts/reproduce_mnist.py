@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The AAD paper's MNIST table for every preset, with the AutoAttack-style suite, audit and attention IoU.
 
-    KERAS_ATTDEF_DATA=../shared/data python scripts/reproduce_mnist.py --out runs/reproduce_mnist
+    python scripts/reproduce_mnist.py --out runs/reproduce_mnist
 
 Protocol (the AAD paper's LeNet setting, for every preset): 5 epochs, batch 100, Adam 1e-3, keep-prob 0.5;
 Linf eps 0.3, PGD-40 with step 0.01 wherever a preset trains with PGD (Madry et al.), eps ramped up over

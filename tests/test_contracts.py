@@ -15,7 +15,7 @@ from keras_attdef.defenses import PRESETS, registered_defenses
 
 PACKAGE = Path(__file__).resolve().parents[1] / "keras_attdef"
 
-# Imports point down only (../shared/DESIGN.md): a module may import its own layer or a lower one.
+# Imports point down only (the layers of the README's "What is inside"): a module may import its own layer or a lower one.
 LAYERS = {
     "cpu": 0, "tables": 0, "flow": 0, "losses": 0, "datasets": 0, "models": 0,
     "attention": 1,

@@ -1,0 +1,75 @@
+"""Where a figure came from: commit, command, seed, package versions, machine and date.
+
+Example:
+
+>>> p = provenance("keras-attdef train --defense madry", seed=0)
+>>> sorted(p)[:4]
+['command', 'commit', 'created', 'dirty']
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("keras_attdef", "tensorflow", "keras", "numpy")
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(_REPO), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def package_versions(names=PACKAGES) -> dict:
+    """`{package: version}` of the installed packages (None for one that is not installed)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def machine() -> dict:
+    """The CPU model and count, the OS and the GPUs TensorFlow sees (when TensorFlow is already imported)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    if "tensorflow" in sys.modules:
+        gpus = [d.name for d in sys.modules["tensorflow"].config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
+            "gpus": gpus}
+
+
+def provenance(command: str, seed: int | None, **extra) -> dict:
+    """The provenance block of a result record.
+
+    Args:
+        command: the command that made the figures, as a user would type it.
+        seed: the seed of weights, shuffling and attacks.
+        **extra: further entries (e.g. `imported_from`).
+
+    Returns:
+        `commit` (the checkout's HEAD, or "unknown" outside a git checkout), `dirty` (uncommitted changes
+        in the package), `command`, `seed`, `packages`, `machine` and `created` (UTC, ISO 8601).
+    """
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(_git("status", "--porcelain", "--", "keras_attdef"))
+    created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return {"commit": commit, "dirty": dirty, "command": command, "seed": seed, "packages": package_versions(),
+            "machine": machine(), "created": created, **extra}
