@@ -1,4 +1,4 @@
-"""Training callbacks: a wall-clock budget, and a guard against catastrophic overfitting."""
+"""Training callbacks: a wall-clock budget, and guards against catastrophic overfitting and collapse."""
 from __future__ import annotations
 
 import time
@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_attdef.attacks.spec import AttackSpec, compile_attack
+from keras_attdef.models import unwrap
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -39,7 +40,49 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
+class _EpochGuard(keras.callbacks.Callback):
+    """A check after every epoch that warns, or stops and restores the last epoch that passed.
+
+    Subclasses implement `check(base, epoch, logs) -> str | None`: None when it passed, `SKIPPED` when
+    nothing was judged (its weights are not kept as the last passing ones), else the message.
+    """
+
+    SKIPPED = "skipped"
+
+    def __init__(self, action: str = "warn"):
+        super().__init__()
+        if action not in ("warn", "stop"):
+            raise ValueError(f"action must be 'warn' or 'stop', got {action!r}.")
+        self.action = action
+        self.collapsed_epoch = None
+        self.history = []
+        self._passing_weights = None
+
+    def check(self, base, epoch: int, logs) -> str | None:
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch, logs=None):
+        base = unwrap(self.model)
+        message = self.check(base, epoch, logs)
+        if message is self.SKIPPED:
+            return
+        if message is None:
+            if self.action == "stop":
+                self._passing_weights = base.get_weights()
+            return
+        if self.collapsed_epoch is None:
+            self.collapsed_epoch = epoch + 1
+        if self.action == "stop":
+            self.model.stop_training = True
+            if self._passing_weights is not None:
+                base.set_weights(self._passing_weights)
+                message += " Training stopped; the weights of the last epoch that passed are restored."
+            else:
+                message += " Training stopped; no epoch passed, so the weights are left as they are."
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+class CatastrophicOverfittingMonitor(_EpochGuard):
     """Checks after each epoch that the model resists a multi-step attack, not only a single step.
 
     Training on one attack step (FGSM, StepLL, `fast`) or on few steps without a random start (TRADES below
@@ -71,20 +114,12 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, x, y, eps: float, pgd_steps: int = 10, max_gap: float = 0.3, action: str = "warn"):
-        super().__init__()
-        if action not in ("warn", "stop"):
-            raise ValueError(f"action must be 'warn' or 'stop', got {action!r}.")
+        super().__init__(action)
         if not 0.0 < max_gap <= 1.0:
             raise ValueError(f"max_gap is a fraction of accuracy in (0, 1], got {max_gap}.")
-        self.x, self.y = np.asarray(x, np.float32), np.asarray(y).astype(np.int32).reshape(-1)
-        if len(self.x) != len(self.y) or not len(self.y):
-            raise ValueError(f"x and y must hold the same number (> 0) of examples, got {len(self.x)} and "
-                             f"{len(self.y)}.")
-        self.eps, self.pgd_steps, self.max_gap, self.action = float(eps), int(pgd_steps), float(max_gap), action
-        self.collapsed_epoch = None
-        self.history = []
+        self.x, self.y = _held_out(x, y)
+        self.eps, self.pgd_steps, self.max_gap = float(eps), int(pgd_steps), float(max_gap)
         self._runners = None
-        self._passing_weights = None
 
     def _accuracies(self, base) -> dict:
         if self._runners is None:  # compiled once: one trace per attack for the whole fit
@@ -103,8 +138,7 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
         warmup = getattr(defense, "warmup_steps", 0) or 0
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) < warmup
 
-    def on_epoch_end(self, epoch, logs=None):
-        base = getattr(self.model, "base_model", self.model)
+    def check(self, base, epoch: int, logs) -> str | None:
         accuracy = self._accuracies(base)
         gap = accuracy["fgsm"] - accuracy["pgd"]
         if logs is not None:
@@ -112,25 +146,100 @@ class CatastrophicOverfittingMonitor(keras.callbacks.Callback):
         checked = not self._warming_up()
         self.history.append({"epoch": epoch + 1, **accuracy, "checked": checked})
         if not checked:
-            return
+            return self.SKIPPED
         if gap <= self.max_gap:
-            if self.action == "stop":
-                self._passing_weights = base.get_weights()
-            return
-        if self.collapsed_epoch is None:
-            self.collapsed_epoch = epoch + 1
-        message = (f"Catastrophic overfitting after epoch {epoch + 1}: on {len(self.y)} held-out images FGSM "
-                   f"leaves {accuracy['fgsm']:.1%} correct but PGD-{self.pgd_steps} only {accuracy['pgd']:.1%} "
-                   f"(eps {self.eps:g}). The model has learnt to defeat single gradient steps, not to be robust. "
-                   "Train with more attack steps, a random start in the eps-ball, a smaller step or a lower "
-                   "learning rate.")
-        if self.action == "warn":
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            return
-        self.model.stop_training = True
-        if self._passing_weights is not None:
-            base.set_weights(self._passing_weights)
-            message += " Training stopped; the weights of the last epoch that passed are restored."
-        else:
-            message += " Training stopped; no epoch passed, so the weights are left as they are."
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+            return None
+        return (f"Catastrophic overfitting after epoch {epoch + 1}: on {len(self.y)} held-out images FGSM "
+                f"leaves {accuracy['fgsm']:.1%} correct but PGD-{self.pgd_steps} only {accuracy['pgd']:.1%} "
+                f"(eps {self.eps:g}). The model has learnt to defeat single gradient steps, not to be robust. "
+                "Train with more attack steps, a random start in the eps-ball, a smaller step or a lower "
+                "learning rate.")
+
+
+def _held_out(x, y):
+    x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int32).reshape(-1)
+    if len(x) != len(y) or not len(y):
+        raise ValueError(f"x and y must hold the same number (> 0) of examples, got {len(x)} and {len(y)}.")
+    return x, y
+
+
+class CollapseMonitor(_EpochGuard):
+    """Checks after each epoch that the model has not collapsed to a constant output or to empty maps.
+
+    A loss can be minimised vacuously: AAD's attention terms by all-zero Grad-CAM maps; training at the full
+    budget from the first step (PGD-40 at eps 0.3 without a ramp) or ATAT from random weights by a
+    constant classifier (the same logits for every input; loss ln 10). The training loss does not show
+    it. This callback runs the model on a held-out batch after every epoch and logs `logit_spread` (the
+    standard deviation of each logit across the inputs, averaged over classes), `classes_predicted` and
+    `empty_map_rate_check` (the share of true-class Grad-CAM maps that are zero everywhere, for models with
+    a conv layer); when the spread falls below `min_logit_spread`, fewer than `min_classes` classes are
+    predicted, or more than `max_empty_rate` of the maps are empty, it warns, or with `action="stop"` stops
+    and restores the weights of the last epoch that passed.
+
+    Measured (`small_lenet`, one epoch on 2,048 digits, 256 held out): collapsed runs (PGD-10 at eps 0.3
+    without a ramp at Adam 1e-2; SGD at 100) spread 6e-8 and 5e-5, 1 class, 100% empty maps; madry and
+    TRADES spread 0.53 and 0.22, 10 classes, 7% and 0% empty maps; a young madry model without a ramp at
+    Adam 1e-4 spread 0.025 with 9 classes (healthy, if slow); the reproduction's collapsed ATAT 0.004 with
+    3 classes, then 1.
+
+    Args:
+        x: held-out images (a few hundred, with every class).
+        y: their integer labels.
+        min_logit_spread: smallest mean standard deviation of the logits across inputs that passes.
+        min_classes: fewest distinct predicted classes that pass (default half the classes, at least 2).
+        max_empty_rate: largest share of all-zero attention maps that passes (None: maps not checked).
+        layer: the conv layer of the maps (default the topmost; models without one skip the map check).
+        action: `"warn"` or `"stop"` (stop and restore the last passing weights).
+
+    Example:
+
+    >>> from keras_attdef import datasets
+    >>> x_val, y_val = datasets.load("mnist", "test", limit=256)
+    >>> monitor = CollapseMonitor(x_val, y_val, action="stop")
+    >>> # robust.fit(ds, epochs=10, callbacks=[monitor]); monitor.collapsed_epoch  # None if it never collapsed
+    """
+
+    def __init__(self, x, y, min_logit_spread: float = 0.01, min_classes: int | None = None,
+                 max_empty_rate: float | None = 0.5, layer: str | None = None, action: str = "warn"):
+        super().__init__(action)
+        self.x, self.y = _held_out(x, y)
+        if min_logit_spread < 0 or (max_empty_rate is not None and not 0.0 <= max_empty_rate < 1.0):
+            raise ValueError(f"min_logit_spread must be >= 0 and max_empty_rate in [0, 1); got {min_logit_spread}, "
+                             f"{max_empty_rate}.")
+        self.min_logit_spread, self.min_classes, self.max_empty_rate = float(min_logit_spread), min_classes, max_empty_rate
+        self.layer = layer
+
+    def statistics(self, base) -> dict:
+        """`logit_spread`, `classes_predicted` and (for models with a conv layer) `empty_map_rate_check`."""
+        from keras_attdef.attention.gradcam import empty_map_rate, grad_cam
+
+        logits = np.asarray(base.predict_on_batch(self.x))
+        stats = {"logit_spread": float(logits.std(axis=0).mean()),
+                 "classes_predicted": int(len(np.unique(logits.argmax(-1))))}
+        if self.max_empty_rate is not None:
+            try:
+                maps = grad_cam(base, self.x, self.layer, target=self.y)
+            except ValueError:  # no conv layer: nothing to map
+                return stats
+            stats["empty_map_rate_check"] = float(empty_map_rate(maps))
+        return stats
+
+    def check(self, base, epoch: int, logs) -> str | None:
+        stats = self.statistics(base)
+        if logs is not None:
+            logs.update(stats)
+        self.history.append({"epoch": epoch + 1, **stats})
+        min_classes = self.min_classes or max(2, int(base.output_shape[-1]) // 2)
+        problems = []
+        if stats["logit_spread"] < self.min_logit_spread:
+            problems.append(f"the logits barely change across inputs (spread {stats['logit_spread']:.2g} < "
+                            f"{self.min_logit_spread:g})")
+        if stats["classes_predicted"] < min_classes:
+            problems.append(f"only {stats['classes_predicted']} classes are predicted (< {min_classes})")
+        if stats.get("empty_map_rate_check", 0.0) > (self.max_empty_rate or 1.0):
+            problems.append(f"{stats['empty_map_rate_check']:.0%} of the attention maps are zero everywhere")
+        if not problems:
+            return None
+        return (f"Training collapsed after epoch {epoch + 1} on {len(self.y)} held-out images: "
+                + "; ".join(problems) + ". A loss term is being met vacuously: ramp the budget (warmup_steps), "
+                "lower the learning rate or the term's weight, or start from trained weights.")

@@ -70,6 +70,43 @@ def small_lenet(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: in
     return lenet(input_shape, num_classes, dropout=0.0, name=name, filters=(16, 32), units=256)
 
 
+def small_cam_lenet(input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
+                    name: str = "small_cam_lenet", filters: tuple[int, int, int] = (16, 32, 128)) -> keras.Model:
+    """`small_lenet`'s convolutions with a class-activation head: conv -> global average pool -> dense.
+
+    conv 16 5x5 -> max-pool 2 -> conv 32 5x5 -> max-pool 2 -> conv3 128 3x3 -> global average pool -> dense.
+    Class k's activation map is `sum_c W[c, k] A_c` over conv3's features A; its spatial mean is the logit
+    minus its bias, so a map cannot vanish while its logit stays large (Boopathy et al., arXiv:2006.14748).
+    The signed Grad-CAM of conv3 (`attention.grad_cam(..., activation="none")`) is that map divided by the
+    number of cells.
+
+    Args:
+        input_shape: image shape, channels-last.
+        num_classes: number of logits.
+        name: model name.
+        filters: channels of `conv1`, `conv2` and `conv3`.
+
+    Returns:
+        A functional `keras.Model` returning logits; its conv layers are `conv1`, `conv2`, `conv3`.
+
+    Example:
+
+    >>> from keras_attdef import models
+    >>> net = models.small_cam_lenet()
+    >>> models.last_conv_layer(net), net.count_params() < models.small_lenet().count_params()
+    ('conv3', True)
+    """
+    inputs = keras.Input(input_shape, name="image")
+    h = layers.Conv2D(filters[0], 5, padding="same", activation="relu", name="conv1")(inputs)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Conv2D(filters[1], 5, padding="same", activation="relu", name="conv2")(h)
+    h = layers.MaxPooling2D(2, name="pool2")(h)
+    h = layers.Conv2D(filters[2], 3, padding="same", activation="relu", name="conv3")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def cifarnet(input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10, dropout: float = 0.5,
              name: str = "cifarnet") -> keras.Model:
     """The TF-slim CifarNet the AAD paper uses on CIFAR-10 (local response normalisation omitted).
@@ -160,6 +197,39 @@ def small_resnet(
     h = layers.GlobalAveragePooling2D(name="gap")(h)
     outputs = layers.Dense(num_classes, name="logits")(h)
     return keras.Model(inputs, outputs, name=name)
+
+
+def unwrap(model):
+    """The classifier inside a wrapper (a `RobustModel`'s `base_model`), or `model` itself.
+
+    Attacks, maps and evaluations run on the plain classifier: a wrapper's own `call` is the same function,
+    but its `train_step` machinery and metrics are not what an attack should touch.
+
+    Example:
+
+    >>> net = lenet()
+    >>> unwrap(net) is net
+    True
+    """
+    return getattr(model, "base_model", model)
+
+
+# The registry the CLI, experiments and benchmarks read: a new architecture is one function and one line here.
+REGISTRY = {"lenet": lenet, "small_lenet": small_lenet, "small_cam_lenet": small_cam_lenet, "cifarnet": cifarnet,
+            "small_resnet": small_resnet, "two_layer_dense": two_layer_dense}
+
+
+def get(name: str):
+    """The model builder registered as `name` (see `REGISTRY`).
+
+    Example:
+
+    >>> get("small_lenet")().name
+    'small_lenet'
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; choose one of {sorted(REGISTRY)}.")
+    return REGISTRY[name]
 
 
 def last_conv_layer(model: keras.Model) -> str:

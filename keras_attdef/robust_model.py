@@ -67,6 +67,7 @@ class RobustModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = [keras.metrics.Mean(name=f"{term}_loss") for term in self.defense.term_names]
         self.adv_accuracy = keras.metrics.SparseCategoricalAccuracy(name="adv_accuracy")
+        self.defense_trackers = [keras.metrics.Mean(name=name) for name in self.defense.metric_names]
         self._inner_jit = False
         # Built now, so a model saved before it was ever called still saves its optimizer state.
         self.build(base_model.input_shape)
@@ -129,14 +130,16 @@ class RobustModel(keras.Model):
                                      training=True)
             if out.task_weight != 1.0:
                 loss = loss * out.task_weight
+            ramps = self.defense.term_scales(self.optimizer.iterations)
             for term, value in out.terms.items():
-                loss = loss + self.defense.weights.get(term, 1.0) * scale_for_distribution(value)
+                weight = self.defense.weights.get(term, 1.0) * ramps.get(term, 1.0)
+                loss = loss + weight * scale_for_distribution(value)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.trainable_weights)
         # Compiled metrics see the clean logits when the defence computed them, else the logits the loss
         # was computed on (Madry: adversarial ones): no forward pass runs only for metrics.
         metric_logits = out.clean_logits if out.clean_logits is not None else out.task_logits
-        return gradients, loss, out.terms, metric_logits, out.adv_logits
+        return gradients, loss, out.terms, metric_logits, out.adv_logits, out.metrics
 
     def train_step(self, data):
         x, y, sample_weight = self._prepare(data)
@@ -144,11 +147,13 @@ class RobustModel(keras.Model):
         core = self._adversarial_gradients
         if self._inner_jit:
             core = tf.function(core, jit_compile=True, autograph=False)
-        gradients, loss, terms, metric_logits, adv_logits = core(x, y, sample_weight, scale)
+        gradients, loss, terms, metric_logits, adv_logits, defense_metrics = core(x, y, sample_weight, scale)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         self.loss_tracker.update_state(unscale_for_distribution(loss), sample_weight=tf.shape(x)[0])
         for tracker in self.term_trackers:
             tracker.update_state(terms[tracker.name[: -len("_loss")]])
+        for tracker in self.defense_trackers:
+            tracker.update_state(defense_metrics[tracker.name])
         if adv_logits is not None:
             self.adv_accuracy.update_state(y, adv_logits, sample_weight=sample_weight)
         logs = self.compute_metrics(x, y, metric_logits, sample_weight=sample_weight)
@@ -167,7 +172,7 @@ class RobustModel(keras.Model):
 
     def _drop_unused(self, logs, adversarial: bool, terms: bool):
         # Trackers a step did not update would log a misleading 0.
-        unused = set() if terms else {t.name for t in self.term_trackers}
+        unused = set() if terms else {t.name for t in [*self.term_trackers, *self.defense_trackers]}
         if not adversarial:
             unused.add(self.adv_accuracy.name)
         return {k: v for k, v in logs.items() if k not in unused}

@@ -15,12 +15,17 @@ BENIGN_TN_FLOOR = 0.85
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    x, y = datasets.load("mnist", "train", limit=8000)
-    classifier = train_or_load(tmp_path_factory.mktemp("clf") / "c.keras", lambda: models.lenet(), "plain", x, y,
-                               epochs=1, verbose=0)[0].base_model
-    detector = detect.LatentAttentionDetector(classifier, beta=1.0)
-    detector.fit(x, y, generator_epochs=3, mask_epochs=5, verbose=0, seed=0)
-    return detector
+    from conftest import cached_model
+
+    def build():
+        x, y = datasets.load("mnist", "train", limit=8000)
+        classifier = train_or_load(tmp_path_factory.mktemp("clf") / "c.keras", lambda: models.lenet(), "plain", x, y,
+                                   epochs=1, verbose=0)[0].base_model
+        detector = detect.LatentAttentionDetector(classifier, beta=1.0)
+        detector.fit(x, y, generator_epochs=3, mask_epochs=5, verbose=0, seed=0)
+        return detector
+
+    return cached_model("lan_detector", 0, build)
 
 
 def test_masks_lie_in_unit_interval_with_the_inputs_spatial_shape(fitted):

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from keras_attdef import AttackSpec, cli, evaluate_robustness
+from keras_attdef import AttackSpec, cli, evaluate_robustness, results
 
 
 def test_report_counts_match_a_hand_computation(trained_lenet, mnist_test):
@@ -27,13 +27,19 @@ def test_mismatched_data_is_an_error(trained_lenet, mnist_test):
 def test_cli_train_writes_model_table_and_resumes(tmp_path, capsys):
     args = ["train", "--defense", "fast", "--epochs", "1", "--train-limit", "256", "--eval-size", "64",
             "--batch-size", "64", "--out", str(tmp_path), "--verbose", "0"]
-    assert cli.main(args) == 0
+    assert cli.main([*args, "--pgd-table", "--publish", str(tmp_path / "results"), "--experiment", "smoke"]) == 0
     out = capsys.readouterr().out
+    # the headline is the AutoAttack-style figure; the PGD table, asked for, says it is PGD only
+    assert out.index("Headline: AutoAttack-style (fast)") < out.index("PGD family only")
     assert "| clean |" in out and "PGD-40" in out
     result = json.loads((tmp_path / "result.json").read_text())
-    assert 0.0 <= result["accuracy"]["clean"] <= 1.0
-    assert (tmp_path / "model.keras").exists() and (tmp_path / "robustness.md").exists()
-    assert (tmp_path / "attention.png").stat().st_size > 0 and result["picture"].endswith("attention.png")
+    results.validate(result)
+    assert result["evaluation"].startswith("AutoAttack-style") and result["n"] == 64
+    assert result["accuracy"]["worst case"] <= result["accuracy"]["APGD-CE"] <= result["accuracy"]["clean"]
+    assert (tmp_path / "model.keras").exists() and (tmp_path / "pgd_table.md").exists()
+    assert (tmp_path / "attention.png").stat().st_size > 0
+    published = results.read_record(tmp_path / "results" / "smoke" / "fast.json")
+    assert results.verify_weights(published).exists() and published["accuracy"] == result["accuracy"]
     assert cli.main(["evaluate", str(tmp_path / "model.keras"), "--eval-size", "32", "--suite", "quick",
                      "--out", str(tmp_path / "report")]) == 0
     assert "| clean |" in capsys.readouterr().out

@@ -30,7 +30,12 @@ def test_notebook_cells_parse_and_use_the_public_api(path):
     assert used and all(hasattr(kad, name) for name in used), (path, used)
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if "QUICK" in p.read_text()], ids=lambda p: p.stem)
+# One notebook runs end to end (the library's main use: an attention defence trained, evaluated and drawn);
+# the others are checked above against the public API, and their code paths by the library's own tests.
+EXECUTED = "attention_defences"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem == EXECUTED], ids=lambda p: p.stem)
 def test_notebook_runs_on_a_small_budget(path, tmp_path):
     env = {**os.environ, "KERAS_ATTDEF_QUICK": "1", "MPLBACKEND": "Agg"}
     run = subprocess.run([sys.executable, "-c", notebook_code(path)], cwd=tmp_path, env=env, capture_output=True,

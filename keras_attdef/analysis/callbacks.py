@@ -7,7 +7,7 @@ import numpy as np
 from keras_attdef.attacks.spec import as_spec
 from keras_attdef.attention.areas import iou, top_k_cells
 from keras_attdef.attention.gradcam import grad_cam
-from keras_attdef.models import last_conv_layer
+from keras_attdef.models import last_conv_layer, unwrap
 
 
 class AttentionIoUCallback(keras.callbacks.Callback):
@@ -35,7 +35,7 @@ class AttentionIoUCallback(keras.callbacks.Callback):
         self.history: list[float] = []
 
     def on_epoch_end(self, epoch, logs=None):
-        model = getattr(self.model, "base_model", self.model)
+        model = unwrap(self.model)
         layer = self.layer or last_conv_layer(model)
         x_adv = self.attack(model, self.x, self.y)
         clean = top_k_cells(grad_cam(model, self.x, layer), self.cells)

@@ -24,6 +24,39 @@ from keras_attdef.models import last_conv_layer
 
 _TINY = 1e-8
 CAM_METHODS = ("grad_cam", "grad_x_activation")
+# What turns the weighted sum of feature maps into the map. "relu" is Grad-CAM's (for display); a network
+# trained on a ReLU map can make it zero everywhere while it still classifies, so losses can use the
+# signed map ("none") or a softplus whose scale follows the map's own ("softplus").
+ACTIVATIONS = ("relu", "softplus", "none")
+
+
+def activate(raw, activation: str = "relu"):
+    """The map from the raw weighted sum: ReLU, a scale-following softplus, or the signed sum itself.
+
+    The softplus is `tau * softplus(raw / tau)` with `tau` the map's mean absolute value (no gradient
+    through it): close to ReLU where the map is large, never exactly zero, and the same at any scale.
+    """
+    if activation == "relu":
+        return tf.nn.relu(raw)
+    if activation == "none":
+        return raw
+    if activation == "softplus":
+        tau = tf.stop_gradient(tf.reduce_mean(tf.abs(raw), axis=[1, 2], keepdims=True)) + _TINY
+        return tau * tf.nn.softplus(raw / tau)
+    raise ValueError(f"Unknown map activation {activation!r}; choose one of {ACTIVATIONS}.")
+
+
+def empty_map_rate(maps):
+    """Share of a batch's maps that are zero everywhere once ReLU'd: the collapse a map loss can reach.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> float(empty_map_rate(tf.constant([[[0.0, -1.0]], [[0.0, 2.0]]])))
+    0.5
+    """
+    peaks = tf.reduce_max(tf.reshape(maps, [tf.shape(maps)[0], -1]), axis=-1)
+    return tf.reduce_mean(tf.cast(peaks <= 0.0, tf.float32))
 
 
 def normalize_maps(maps, method: str = "max"):
@@ -47,6 +80,7 @@ def grad_cam(
     training: bool = False,
     return_logits: bool = False,
     method: str = "grad_cam",
+    activation: str = "relu",
 ):
     """Grad-CAM maps of a batch.
 
@@ -65,6 +99,9 @@ def grad_cam(
             spatial mean is negative while the evidence is positive where the digit is); per-cell
             weights sum, for a piecewise-linear head, to the features' share of the target logit, which a
             classifier that is right cannot make zero everywhere without moving the evidence into biases.
+        activation: `"relu"` (Grad-CAM's), `"softplus"` (smooth, never exactly zero) or `"none"` (the signed
+            map; on a class-activation head, `models.small_cam_lenet`, its spatial mean is the class logit up
+            to the bias, so a zero map means a zero logit). See `activate`.
 
     Returns:
         Maps `(batch, h, w)` (and the logits when asked).
@@ -88,7 +125,7 @@ def grad_cam(
         grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
     elif method not in CAM_METHODS:
         raise ValueError(f"Unknown attention method {method!r}; choose one of {CAM_METHODS}.")
-    maps = tf.nn.relu(tf.reduce_sum(grads * features, axis=-1))
+    maps = activate(tf.reduce_sum(grads * features, axis=-1), activation)
     if resize:
         maps = tf.image.resize(maps[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
     if normalize:

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from keras_attdef.attacks import engine
 from keras_attdef.attention.areas import attention_area, hard_mask
-from keras_attdef.attention.gradcam import CAM_METHODS, grad_cam
+from keras_attdef.attention.gradcam import CAM_METHODS, empty_map_rate, grad_cam
 from keras_attdef.defenses.base import Defense, DefenseOutput, register_defense
 from keras_attdef.losses import check_distance, distance, replica_mean
 from keras_attdef.models import last_conv_layer
@@ -52,6 +52,7 @@ class AttentionRectificationPreservation(Defense):
     name = "aad"
     term_names = ("rect", "pres")
     default_weights = {"rect": 1.0, "pres": 2.0}
+    metric_names = ("empty_map_rate",)
 
     def __init__(self, attack=None, weights=None, warmup_steps: int = 0, rounds: int = 2,
                  total_eps: float | None = None, task_weight: float = 2.0, layer: str | None = None,
@@ -105,7 +106,7 @@ class AttentionRectificationPreservation(Defense):
         ])
         return DefenseOutput.stacked(logits, y, len(inputs), {"rect": rect, "pres": pres},
                                      clean_logits=logits[:batch], adv_logits=logits[-batch:],
-                                     task_weight=self.task_weight)
+                                     task_weight=self.task_weight, metrics={"empty_map_rate": empty_map_rate(maps)})
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rounds": self.rounds, "total_eps": self.total_eps,

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from keras_attdef.attention.areas import activation_attention
-from keras_attdef.attention.gradcam import grad_cam
+from keras_attdef.attention.gradcam import empty_map_rate, grad_cam
 from keras_attdef.attention.split import split_model
 from keras_attdef.defenses.base import Defense, DefenseOutput, register_defense
 from keras_attdef.losses import check_distance, distance, replica_mean
@@ -45,6 +45,7 @@ class AttentionTransfer(Defense):
     name = "atat"
     term_names = ("transfer", "pair")
     default_weights = {"transfer": 1.0, "pair": 0.5}
+    metric_names = ("empty_map_rate",)
 
     def __init__(self, attack=None, teacher: keras.Model | None = None, weights=None, warmup_steps: int = 0,
                  layer: str | None = None, teacher_layer: str | None = None, distance: str = "l2"):
@@ -86,7 +87,7 @@ class AttentionTransfer(Defense):
                     + replica_mean(distance(teacher_maps, clean_maps, self.distance)))
         pair = replica_mean(distance(clean_logits, adv_logits, "l2"))
         return DefenseOutput.stacked(logits, y, 2, {"transfer": transfer, "pair": pair}, clean_logits=clean_logits,
-                                     adv_logits=adv_logits)
+                                     adv_logits=adv_logits, metrics={"empty_map_rate": empty_map_rate(maps)})
 
     def get_config(self) -> dict:
         return {**super().get_config(), "teacher": keras.saving.serialize_keras_object(self.teacher),

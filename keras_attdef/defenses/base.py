@@ -49,6 +49,8 @@ class DefenseOutput:
         clean_logits: logits on the clean batch, if computed (the compiled metrics use them).
         adv_logits: logits on the main adversarial batch, if any (for `adv_accuracy`).
         task_weight: weight of the compiled loss (AAD's alpha).
+        metrics: values logged but not trained on, by name (e.g. `empty_map_rate`: the share of the
+            batch's attention maps that are zero everywhere); keys are the defence's `metric_names`.
     """
 
     task_logits: tf.Tensor
@@ -58,6 +60,7 @@ class DefenseOutput:
     clean_logits: Any = None
     adv_logits: Any = None
     task_weight: float = 1.0
+    metrics: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def stacked(cls, logits, y, copies: int, terms: dict, **kwargs) -> "DefenseOutput":
@@ -83,6 +86,7 @@ class Defense:
     name: ClassVar[str] = "base"
     term_names: ClassVar[tuple] = ()
     default_weights: ClassVar[dict] = {}
+    metric_names: ClassVar[tuple] = ()
 
     def __init__(self, attack=None, weights: dict | None = None, warmup_steps: int = 0):
         self.attack: AttackSpec | None = None if attack is None else as_spec(attack)
@@ -136,6 +140,10 @@ class Defense:
             return None
         step = tf.cast(iterations, tf.float32) + 1.0
         return tf.minimum(1.0, step / float(self.warmup_steps))
+
+    def term_scales(self, iterations) -> dict:
+        """Per term, a factor on its weight at this optimizer step (a term that ramps in); {}: none."""
+        return {}
 
     def attach(self, model) -> None:
         """Called once by `RobustModel` with the model it trains (to size state kept by the defence)."""

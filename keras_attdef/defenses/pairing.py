@@ -9,6 +9,34 @@ from keras_attdef.defenses.base import Defense, DefenseOutput, register_defense
 from keras_attdef.losses import check_distance, distance, replica_mean
 
 
+def trades_attack(model, x, attack, scale=None, extra_objective=None):
+    """TRADES' inner attack: Linf PGD raising KL(f(x) || f(x_adv)) from `x + 0.001 * N(0, 1)` (no labels).
+
+    Args:
+        model: the classifier.
+        x: the clean batch.
+        attack: an `AttackSpec` giving eps, step_size (default eps / 4), steps (default 10) and the clip range.
+        scale: the budget ramp's fraction of eps and step, or None.
+        extra_objective: a per-sample term added to the KL (a joint attack), or None.
+    """
+    kwargs = attack.kwargs
+    eps, step_size = kwargs["eps"], kwargs.get("step_size", kwargs["eps"] / 4)
+    if scale is not None:
+        eps, step_size = eps * scale, step_size * scale
+    clean = tf.stop_gradient(tf.nn.softmax(model(x, training=False)))
+    clean_log = tf.math.log(clean + 1e-12)
+
+    def objective(x_adv):
+        adv_log = tf.nn.log_softmax(model(x_adv, training=False))
+        kl = tf.reduce_sum(clean * (clean_log - adv_log), axis=-1)
+        return kl if extra_objective is None else kl + extra_objective(x_adv)
+
+    low, high = kwargs.get("clip_min", 0.0), kwargs.get("clip_max", 1.0)
+    init = engine.project(x + 0.001 * tf.random.normal(tf.shape(x)), x, eps, "linf", low, high)
+    return engine.maximize(objective, x, eps, step_size, kwargs.get("steps", 10), "linf", init=init,
+                           clip_min=low, clip_max=high)
+
+
 @register_defense
 class LogitPairing(Defense):
     """Adversarial logit pairing (Kannan et al., 2018).
@@ -57,21 +85,7 @@ class Trades(Defense):
             raise ValueError("TRADES needs an attack spec for its budget (eps, step_size, steps).")
 
     def perturb(self, model, x, y, scale=None):
-        kwargs = self.attack.kwargs
-        eps, step_size = kwargs["eps"], kwargs.get("step_size", kwargs["eps"] / 4)
-        if scale is not None:
-            eps, step_size = eps * scale, step_size * scale
-        clean = tf.stop_gradient(tf.nn.softmax(model(x, training=False)))
-        clean_log = tf.math.log(clean + 1e-12)
-
-        def objective(x_adv):
-            adv_log = tf.nn.log_softmax(model(x_adv, training=False))
-            return tf.reduce_sum(clean * (clean_log - adv_log), axis=-1)
-
-        low, high = kwargs.get("clip_min", 0.0), kwargs.get("clip_max", 1.0)
-        init = engine.project(x + 0.001 * tf.random.normal(tf.shape(x)), x, eps, "linf", low, high)
-        return engine.maximize(objective, x, eps, step_size, kwargs.get("steps", 10), "linf", init=init,
-                               clip_min=low, clip_max=high)
+        return trades_attack(model, x, self.attack, scale)
 
     def loss_terms(self, model, x, y, adv) -> DefenseOutput:
         clean_logits = model(x, training=True)

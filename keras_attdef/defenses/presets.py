@@ -29,6 +29,7 @@ from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.defenses.aad import AttentionRectificationPreservation
 from keras_attdef.defenses.adversarial_training import AdversarialTraining, PlainTraining
 from keras_attdef.defenses.attention_pairing import ActivationAttentionPairing, AttentionTransfer
+from keras_attdef.defenses.attention_regularized import AttentionRegularized
 from keras_attdef.defenses.base import Defense, deserialize
 from keras_attdef.defenses.certified_training import CertifiedTraining
 from keras_attdef.defenses.pairing import LogitPairing, Trades
@@ -238,6 +239,30 @@ def atat(teacher, layer: str | None = None, lambda1: float = 1.0, lambda2: float
     """
     return AttentionTransfer(_pgd(eps, step_size, steps), teacher, {"transfer": lambda1, "pair": lambda2},
                              warmup_steps, layer)
+
+
+@register_preset("attention_trades", _PGD_OPTIONS)
+def attention_trades(weight: float = 1.0, beta: float = 6.0, eps: float = 0.3, step_size: float | None = None,
+                     steps: int = 10, warmup_steps: int = 0, base: str = "trades", distance: str = "cosine",
+                     activation: str = "none", method: str = "grad_cam", contrastive: bool = False,
+                     attention_warmup: int | None = None, joint_attack: float = 0.0, layer: str | None = None) -> Defense:
+    """Experimental: TRADES (or madry) plus a collapse-proof attention term; logs `attention_loss`, `empty_map_rate`.
+
+    Signed Grad-CAM maps compared by a floored cosine (`defenses.AttentionRegularized`); best on a
+    class-activation head (`models.small_cam_lenet`). Not shown to beat TRADES yet: see `docs/results.md`.
+
+    Args:
+        weight: weight of the attention term.
+        beta: TRADES' KL weight (ignored with `base="madry"`).
+        attention_warmup: steps over which the attention term ramps in (None: `warmup_steps`).
+    """
+    check_eps(eps)
+    step_size = default_step_size(eps, steps) if step_size is None else step_size
+    random_start = base == "madry"  # TRADES' KL attack makes its own start
+    attack = AttackSpec("pgd", eps=eps, step_size=step_size, steps=steps, **({"random_start": True} if random_start else {}))
+    weights = {"attention": weight, **({"kl": beta} if base == "trades" else {})}
+    return AttentionRegularized(attack, weights, warmup_steps, base, layer, method, activation, distance, contrastive,
+                                warmup_steps if attention_warmup is None else attention_warmup, joint_attack)
 
 
 @register_preset("certified", ("eps", "warmup_steps"), model="two_layer_dense")

@@ -31,6 +31,7 @@ import tensorflow as tf
 from keras_attdef.attacks._checks import check_eps
 from keras_attdef.attacks.spec import AttackSpec, compile_attack
 from keras_attdef.evaluation.inputs import check_inputs, predict_labels
+from keras_attdef.models import unwrap
 
 VERSIONS = ("standard", "fast")
 
@@ -102,7 +103,7 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", version: str = "stan
     check_eps(eps)
     if norm not in ("linf", "l2"):
         raise ValueError(f"Unknown norm {norm!r}; choose 'linf' or 'l2'.")
-    base = getattr(model, "base_model", model)
+    base = unwrap(model)
     x, y = check_inputs(base, x, y, clip_min, clip_max)
     attacks = suite(eps, norm, version, steps, queries, seed)
     tf.random.set_seed(seed)

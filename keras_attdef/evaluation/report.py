@@ -35,6 +35,7 @@ from keras_attdef.evaluation.autoattack import suite as autoattack_suite
 from keras_attdef.evaluation.inputs import check_inputs
 from keras_attdef.evaluation.robustness import evaluate_robustness
 from keras_attdef.tables import markdown_table, percent
+from keras_attdef.models import unwrap
 
 SUITES = ("autoattack", "fast", "quick")
 # Attacks that use no gradient of the evaluated model: the audit compares them with the white-box ones.
@@ -209,7 +210,7 @@ def transfer_correct(source, target, x, y, attack, batch_size: int = 256) -> np.
     from keras_attdef.evaluation.inputs import predict_labels
     from keras_attdef.evaluation.robustness import adversarial_examples
 
-    target = getattr(target, "base_model", target)
+    target = unwrap(target)
     x, y = check_inputs(target, x, y)
     adv = adversarial_examples(source, x, y, attack, batch_size)
     return predict_labels(target, adv, batch_size) == y
@@ -244,7 +245,7 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     """
     check_eps(eps)
     start = time.time()
-    base = getattr(model, "base_model", model)
+    base = unwrap(model)
     x, y = check_inputs(base, x, y)
     tf.random.set_seed(seed)
     attacks = suite_attacks(eps, norm, suite, seed)

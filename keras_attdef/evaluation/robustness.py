@@ -18,8 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels
+from keras_attdef.attacks.gradient import default_step_size
 from keras_attdef.attacks.spec import AttackSpec, as_spec, compile_attack
 from keras_attdef.tables import markdown_table, percent
+from keras_attdef.models import unwrap
 
 
 @dataclasses.dataclass
@@ -43,13 +45,16 @@ class RobustnessReport:
 
 
 def default_attacks(eps: float = 0.3) -> dict:
-    """The table the core scripts print: FGSM, StepLL, Iter-LL, PGD-20 and PGD-40 at `eps`."""
+    """A PGD-family table: FGSM, StepLL, Iter-LL, PGD-20 and PGD-40 at `eps` (steps scale with eps).
+
+    It overstates robustness: quote `autoattack` or `evaluate(suite="autoattack")` instead.
+    """
     return {
         f"FGSM eps={eps}": AttackSpec("fgsm", eps=eps),
         f"StepLL eps={eps}": AttackSpec("step_ll", eps=eps),
         f"Iter-LL eps={eps}": AttackSpec("iter_ll", eps=eps, step_size=eps / 2, rounds=2),
         f"PGD-20 eps={eps}": AttackSpec("pgd", eps=eps, step_size=eps / 8, steps=20),
-        f"PGD-40 eps={eps}": AttackSpec("pgd", eps=eps, step_size=0.01, steps=40),
+        f"PGD-40 eps={eps}": AttackSpec("pgd", eps=eps, step_size=default_step_size(eps, 40), steps=40),
     }
 
 
@@ -77,7 +82,7 @@ def adversarial_examples(model, x, y, attack, batch_size: int = 256, clip_min: f
     >>> adversarial_examples(models.lenet(), x, np.arange(3), AttackSpec("fgsm", eps=0.1)).shape
     (3, 28, 28, 1)
     """
-    base = getattr(model, "base_model", model)
+    base = unwrap(model)
     run = compile_attack(as_spec(attack), base, clip_min, clip_max)
     starts = range(0, len(x), batch_size)
     if progress:
@@ -104,7 +109,7 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     Returns:
         A `RobustnessReport`; `report.accuracy` maps row names to accuracies in [0, 1].
     """
-    base = getattr(model, "base_model", model)
+    base = unwrap(model)
     if attacks is None:
         attacks = default_attacks()
     if not isinstance(attacks, dict):

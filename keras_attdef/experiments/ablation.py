@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_attdef.experiments.publish import ablation_experiment, ablation_record
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
+from keras_attdef.results import write_experiment, write_record
 from keras_attdef.tables import markdown_table, percent
 
 # name -> (what changes, preset, its arguments); an ATAT variant's "teacher" names the variant it learns from
@@ -122,7 +124,8 @@ def empty_map_share(model, x, y, layer: str | None = None, method: str = "grad_c
 def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = "small_lenet", epochs: int = 2,
            steps: int = 3, eps: float = 0.3, batch_size: int = 100, lr: float = 1e-3, eval_size: int = 1000,
            version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
-           verbose: int = 2) -> str:
+           verbose: int = 2, experiment: str = "ablation", results_dir=None,
+           command: str = "keras-attdef ablate") -> str:
     """Trains every variant for `epochs` epochs and evaluates it; writes `out/table.md` and returns it.
 
     Args:
@@ -150,7 +153,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     from keras_attdef import datasets, models
     from keras_attdef.evaluation import autoattack
 
-    build = {"small_lenet": models.small_lenet, "lenet": models.lenet}[model]
+    build = models.get(model)
     out = Path(out)
     store = ResultStore(out / "results.json")
     x, y = datasets.load("mnist", "train", data_dir, limit=train_size)
@@ -164,7 +167,9 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
         return None if figures is None else (training, figures)
 
     needed = {VARIANTS[name][2]["teacher"] for name in variants if VARIANTS[name][1] == "atat" and not stored(name)}
-    rows, teachers = [], {}
+    rows, teachers, records = [], {}, []
+    setting = {"model": model, "epochs": epochs, "eps": eps, "version": version, "seed": seed, "n": len(y_test),
+               "batch_size": batch_size, "lr": lr, "steps": steps}
     for name in variants:
         done = stored(name)
         if done is None or name in needed:
@@ -184,6 +189,8 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
                 getattr(defense, "cam_method", "grad_cam")))
             done = stored(name)
         training, figures = done
+        records.append(ablation_record(experiment, name, VARIANTS[name][0], VARIANTS[name][1], training, figures,
+                                       setting, command))
         accuracy = figures["autoattack"]["accuracy"]
         rows.append([name, VARIANTS[name][0], f"{training['seconds']:.0f}",
                      percent(training["logs"][-1].get("adv_accuracy", float("nan"))),
@@ -197,4 +204,8 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
             "at the topmost conv layer otherwise) is zero everywhere.")
     table = markdown_table(head, rows) + "\n\n" + note
     (out / "table.md").write_text(table + "\n")
+    results_dir = results_dir or out / "results"
+    write_experiment(results_dir, ablation_experiment(experiment, variants, setting, command))
+    for record in records:
+        write_record(results_dir, record)
     return table

@@ -79,3 +79,87 @@ def publish_reproduction(results: dict, protocol, results_dir, paper_table: dict
         paths.append(write_record(results_dir, reproduction_record(name, result, protocol, paper_table, command,
                                                                    **provenance_extra)))
     return paths
+
+
+def training_record(args, defense, architecture: str, train_seconds: float, evaluation: dict, command: str) -> dict:
+    """The record of one `keras-attdef train` run (`args`: its parsed flags; `evaluation`: its headline)."""
+    from keras_attdef.defenses import serialize
+
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": args.experiment, "model": args.defense,
+        "dataset": args.dataset, "n": int(evaluation["n"]), "threat": {"norm": "linf", "eps": float(args.eps)},
+        "evaluation": evaluation["label"], "accuracy": evaluation["accuracy"], "headline": "worst case",
+        "audit_flags": [],  # the cascade alone runs no audit: `keras-attdef evaluate` does
+        "training": {"preset": args.defense, "architecture": architecture, "epochs": int(args.epochs),
+                     "train_seconds": float(train_seconds), "batch_size": args.batch_size,
+                     "config": serialize(defense)},
+        "metrics": {"eval seconds": round(float(evaluation["eval_seconds"]), 1)}, "reference": None, "weights": None,
+        "provenance": provenance(command, args.seed),
+    }
+
+
+def training_experiment(record: dict) -> dict:
+    """A minimal `experiment.json` for records made by `keras-attdef train --publish`."""
+    return {"schema_version": SCHEMA_VERSION, "experiment": record["experiment"],
+            "title": f"keras-attdef train ({record['experiment']})",
+            "protocol": "One `keras-attdef train` run per model; the record's training block has its configuration.",
+            "command": record["provenance"]["command"],
+            "columns": [k for k in record["accuracy"]] + ["eval seconds"]}
+
+
+def publish_training(record: dict, model, results_dir) -> list:
+    """Writes the model's weights (an uncompiled `.keras`, with its SHA-256) and its record under `results_dir`.
+
+    The experiment's `experiment.json` is written only if missing, so a curated description is kept.
+    """
+    from pathlib import Path
+
+    from keras_attdef.results import sha256
+
+    folder = Path(results_dir) / record["experiment"]
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{record['model']}.keras"
+    model.save(weights)
+    record = dict(record, weights={"path": weights.as_posix(), "sha256": sha256(weights),
+                                   "bytes": weights.stat().st_size})
+    paths = [] if (folder / "experiment.json").exists() else [write_experiment(results_dir, training_experiment(record))]
+    return paths + [weights, write_record(results_dir, record)]
+
+
+FAST_CASCADE = "AutoAttack-style worst case (fast: APGD-CE, then APGD-T with 3 targets)"
+
+
+def ablation_record(experiment: str, name: str, change: str, preset: str, training: dict, figures: dict,
+                    setting: dict, command: str) -> dict:
+    """The record of one ablation variant (`figures`: its stored `autoattack` and `empty_maps` stages;
+    `setting`: model, epochs, eps, version, seed)."""
+    accuracy = figures["autoattack"]["accuracy"]
+    label = FAST_CASCADE if setting["version"] == "fast" else SUITE_LABEL.replace("; with FGSM, PGD-20, PGD-100", "")
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": experiment, "model": name, "dataset": "mnist",
+        "n": int(setting["n"]), "threat": {"norm": "linf", "eps": float(setting["eps"])}, "evaluation": label,
+        "accuracy": {"clean": accuracy["clean"],
+                     **{k.removeprefix("after "): v for k, v in accuracy.items() if k.startswith("after ")},
+                     "worst case": accuracy["robust"]},
+        "headline": "worst case", "audit_flags": [],
+        "training": {"preset": preset, "architecture": setting["model"], "epochs": int(training["epochs_done"]),
+                     "train_seconds": float(training["seconds"])},
+        "metrics": {"change": change, "train adv acc": _number(training["logs"][-1].get("adv_accuracy")),
+                    "empty maps": f"{100 * figures['empty_maps']:.1f}%"},
+        "reference": None, "weights": None, "provenance": provenance(command, setting["seed"]),
+    }
+
+
+def ablation_experiment(experiment: str, variants, setting: dict, command: str) -> dict:
+    """The `experiment.json` of an ablation family."""
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": experiment,
+        "title": f"Ablation {experiment.removeprefix('ablate_')}: one term at a time, equal epochs",
+        "protocol": (f"{setting['model']}, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam "
+                     f"{setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, PGD-{setting['steps']} "
+                     f"(step 2.5 eps / {setting['steps']}) per round, eps ramped over epoch 1. Empty maps: share of "
+                     "the test digits whose true-class attention map (the variant's method and layer) is zero "
+                     "everywhere. Train seconds are a guide only when the machine was shared."),
+        "command": command, "columns": ["change", "clean", "APGD-CE", "worst case", "train adv acc", "empty maps"],
+        "order": list(variants),
+    }

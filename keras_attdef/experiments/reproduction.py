@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_attdef.experiments.publish import publish_reproduction
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
 from keras_attdef.tables import markdown_table, percent
+from keras_attdef.models import unwrap
 
 # The AAD paper's Table 5 (MNIST, LeNet): clean, FGSM 0.15, I-FGSM 0.15 (3 rounds), StepLL 0.15,
 # PGD-30 and PGD-100 at 0.3, in percent. Rows the paper has for our presets.
@@ -130,7 +132,7 @@ def evaluate_model(model, x, y, store: ResultStore, name: str, out: Path, protoc
     from keras_attdef import analysis, evaluation
     from keras_attdef.attacks.spec import AttackSpec
 
-    base = getattr(model, "base_model", model)
+    base = unwrap(model)
     paper = store.get(f"{name}/paper_columns", lambda: evaluation.evaluate_robustness(
         base, (x, y), paper_attacks(protocol.eps), batch_size=500).accuracy)
 
@@ -163,10 +165,12 @@ def finished_results(store: ResultStore, out: Path, name: str) -> dict | None:
             "attention_shift": stages["attention_shift"]}
 
 
-def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_pgd", "aad", "fast", "trades", "alp",
-                                                          "at_alp", "atat"),
-                    protocol: Protocol = Protocol(), data_dir=None, suite: str = "autoattack",
-                    verbose: int = 2) -> str:
+DEFAULT_PRESETS = ("plain", "madry", "aad_pgd", "aad", "fast", "trades", "alp", "at_alp", "atat")
+
+
+def reproduce_mnist(out="runs/reproduce_mnist", presets=DEFAULT_PRESETS, protocol: Protocol = Protocol(), data_dir=None,
+                    suite: str = "autoattack", verbose: int = 2, results_dir=None,
+                    command: str = "keras-attdef reproduce") -> str:
     """Trains and evaluates each preset; writes `out/table.md` and returns it.
 
     Args:
@@ -176,6 +180,9 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_
         data_dir: folder with `mnist.npz` (default `$KERAS_ATTDEF_DATA`, then tfds, then the bundled MNIST).
         suite: the evaluation suite (`"autoattack"`; `"quick"` for smoke tests).
         verbose: `fit` verbosity.
+        results_dir: where the result records go (default `out/results`; the repository's `results/` to
+            publish them).
+        command: the command recorded in the records' provenance.
 
     Returns:
         The Markdown table.
@@ -216,6 +223,7 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=("plain", "madry", "aad_
             teacher = model.base_model
     table = reproduction_table(results, protocol, suite)
     (out / "table.md").write_text(table + "\n")
+    publish_reproduction(results, protocol, results_dir or out / "results", PAPER_TABLE5, command)
     return table
 
 

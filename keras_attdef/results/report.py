@@ -32,7 +32,7 @@ def _cell(record: dict, column: str) -> str:
     value = record.get("metrics", {}).get(column)
     if value is None:
         return "n/a"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _epochs(training: dict | None) -> str:

@@ -21,31 +21,17 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 # field -> (types, required). Nested dicts are checked by the functions below.
+_OPTIONAL_DICT = (dict, type(None))
 RECORD_FIELDS = {
-    "schema_version": (int, True),
-    "experiment": (str, True),
-    "model": (str, True),
-    "dataset": (str, True),
-    "n": (int, True),
-    "threat": (dict, True),
-    "evaluation": (str, True),
-    "accuracy": (dict, True),
-    "headline": (str, True),
-    "audit_flags": (list, True),
-    "training": ((dict, type(None)), True),
-    "metrics": (dict, False),
-    "reference": ((dict, type(None)), False),
-    "weights": ((dict, type(None)), False),
+    "schema_version": (int, True), "experiment": (str, True), "model": (str, True), "dataset": (str, True),
+    "n": (int, True), "threat": (dict, True), "evaluation": (str, True), "accuracy": (dict, True),
+    "headline": (str, True), "audit_flags": (list, True), "training": (_OPTIONAL_DICT, True),
+    "metrics": (dict, False), "reference": (_OPTIONAL_DICT, False), "weights": (_OPTIONAL_DICT, False),
     "provenance": (dict, True),
 }
 EXPERIMENT_FIELDS = {
-    "schema_version": (int, True),
-    "experiment": (str, True),
-    "title": (str, True),
-    "protocol": (str, True),
-    "command": (str, True),
-    "columns": (list, True),
-    "order": (list, False),
+    "schema_version": (int, True), "experiment": (str, True), "title": (str, True), "protocol": (str, True),
+    "command": (str, True), "columns": (list, True), "order": (list, False),
 }
 PROVENANCE_REQUIRED = ("commit", "command", "seed", "packages", "machine", "created")
 TRAINING_REQUIRED = ("preset", "architecture", "epochs", "train_seconds")

@@ -1,0 +1,89 @@
+"""`keras-attdef evaluate` (the robustness report of a saved model) and `attack` (adversarial examples to .npz)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from keras_attdef.attacks.spec import registered as registered_attacks
+from keras_attdef.cli.common import add_data_flags, load_classifier
+from keras_attdef.evaluation.report import SUITES
+
+
+def add_parsers(sub) -> None:
+    evaluate = sub.add_parser("evaluate", help="robustness report of a saved .keras model (Markdown, JSON, PNG)")
+    evaluate.add_argument("model_path")
+    add_data_flags(evaluate)
+    evaluate.add_argument("--eps", type=float, default=0.3)
+    evaluate.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    evaluate.add_argument("--suite", default="autoattack", choices=list(SUITES),
+                          help="autoattack: FGSM, PGD-20/100 and the AutoAttack-style parts with their worst case; "
+                               "fast: a cheaper, weaker variant; quick: a smoke test")
+    evaluate.add_argument("--source", default=None, help="a second .keras model: adds black-box transfer from it")
+    evaluate.add_argument("--eval-size", type=int, default=1000, help="first N test images")
+    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--out", default=None, help="folder for report.md, report.json and the PNG plots")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(func=evaluate_command)
+    attack = sub.add_parser("attack", help="adversarial examples of a saved .keras model, written to an .npz")
+    attack.add_argument("model_path")
+    attack.add_argument("--attack", default="apgd_ce", choices=registered_attacks(), help="a registered attack")
+    attack.add_argument("--eps", type=float, default=0.3)
+    attack.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="another argument of the attack (repeatable), e.g. --param steps=50 --param norm=l2")
+    add_data_flags(attack)
+    attack.add_argument("--eval-size", type=int, default=1000, help="first N test images")
+    attack.add_argument("--batch-size", type=int, default=500)
+    attack.add_argument("--out", default="adversarial.npz")
+    attack.set_defaults(func=attack_command)
+
+
+def evaluate_command(args) -> dict:
+    from keras_attdef import datasets
+    from keras_attdef.evaluation import evaluate as evaluate_model
+
+    model = load_classifier(args.model_path)
+    x, y = datasets.load(args.dataset, "test", args.data_dir, False, args.eval_size)
+    source = load_classifier(args.source) if args.source else None
+    report = evaluate_model(model, x, y, args.eps, args.norm, args.suite, source_model=source,
+                            batch_size=args.batch_size, seed=args.seed, name=Path(args.model_path).name)
+    print(report.to_markdown())
+    if args.out:
+        for kind, path in report.save(args.out).items():
+            print(f"{kind}: {path}")
+    return report.to_dict()
+
+
+def parse_value(text: str):
+    """`"3"` -> 3, `"0.5"` -> 0.5, `"true"` -> True, `"none"` -> None, anything else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def attack_command(args) -> dict:
+    import numpy as np
+
+    from keras_attdef import AttackSpec, datasets
+    from keras_attdef.evaluation.inputs import check_inputs, predict_labels
+    from keras_attdef.evaluation.robustness import adversarial_examples
+
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            raise SystemExit(f"--param takes KEY=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        params[key] = parse_value(value)
+    spec = AttackSpec(args.attack, eps=args.eps, **params)
+    model = load_classifier(args.model_path)
+    x, y = check_inputs(model, *datasets.load(args.dataset, "test", args.data_dir, False, args.eval_size))
+    adversarial = adversarial_examples(model, x, y, spec, args.batch_size, progress=True)
+    predictions = predict_labels(model, adversarial, args.batch_size)
+    np.savez_compressed(args.out, x=x, y=y, x_adv=adversarial, predictions=predictions,
+                        attack=json.dumps(spec.get_config()))
+    accuracy = float(np.mean(predictions == y))
+    print(f"{spec}: accuracy {100 * accuracy:.2f}% on {len(y)} images; wrote {args.out} "
+          "(x, y, x_adv, predictions, attack)")
+    return {"accuracy": accuracy, "path": args.out}
