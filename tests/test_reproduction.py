@@ -111,13 +111,31 @@ def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
                    for i, v in enumerate(family))
     table = ablate(tmp_path, ("plain", "madry", "atat_no_pair"), epochs=1, steps=1, train_size=200, eval_size=10,
                    verbose=0)
-    assert table.count("\n| ") >= 4 and VARIANTS["atat_no_pair"][0] in table and "empty attention maps" in table
+    assert table.count("\n| ") >= 4 and VARIANTS["atat_no_pair"][0] in table and "empty maps" in table
     assert (tmp_path / "madry" / "epoch_1.weights.h5").exists() and (tmp_path / "table.md").exists()
     for checkpoint in tmp_path.glob("*/checkpoint.keras"):
         checkpoint.unlink()  # a new checkout: results but no models; nothing is trained again
     assert ablate(tmp_path, ("plain", "madry", "atat_no_pair"), epochs=1, steps=1, train_size=200, eval_size=10,
                   verbose=0) == table
     assert not list(tmp_path.glob("*/checkpoint.keras"))
+
+
+def test_attention_family_adds_the_adaptive_attack_iou_and_paired_tests(tmp_path):
+    from keras_attdef.experiments.ablation import ablate
+    from keras_attdef.results import load_experiments
+
+    table = ablate(tmp_path, ("madry", "trades", "attn_trades_cam"), epochs=1, steps=2, train_size=200, eval_size=20,
+                   verbose=0, experiment="ablate_attention")
+    assert "map-adaptive PGD-50" in table and "p vs trades" in table
+    meta, records = load_experiments(tmp_path / "results")["ablate_attention"]
+    by_name = {r["model"]: r for r in records}
+    cam = by_name["attn_trades_cam"]
+    assert cam["training"]["architecture"] == "small_cam_lenet" and by_name["madry"]["training"]["architecture"] == "small_lenet"
+    for record in records:
+        accuracy = record["accuracy"]
+        assert accuracy["worst case"] <= min(accuracy["cascade worst case"], accuracy["map-adaptive PGD-50"])
+        assert len(record["metrics"]["worst case per point"]) == 20
+    assert 0.0 <= cam["metrics"]["p vs madry"] <= 1.0 and "p vs madry" not in by_name["madry"]["metrics"]
 
 
 def test_empty_map_share_sees_a_network_whose_grad_cam_is_zero():
@@ -143,7 +161,8 @@ def test_a_finished_preset_is_not_retrained_in_a_new_checkout(tmp_path, monkeypa
     store = ResultStore(tmp_path / "results.json", verbose=False)
     store.bind("madry", "run-1")
     store.put("madry/paper_columns", {"clean": 0.98, **{c: 0.5 for c in PAPER_COLUMNS[1:]}})
-    store.put("madry/suite", {"accuracy": {"worst case": 0.41}, "raised": []})
+    store.put("madry/suite", {"accuracy": {"worst case": 0.41, "APGD-CE": 0.5, "APGD-T": 0.45, "FAB-T": 0.5,
+                                           "Square": 0.5}, "raised": [], "num_examples": 10, "eps": 0.3, "norm": "linf"})
     assert reproduction.finished_results(store, tmp_path, "madry") is None  # a stage is missing
     store.put("madry/attention_shift", {"succeeded": {"10": 0.3}, "failed": {"10": 0.7}})
     assert reproduction.finished_results(store, tmp_path, "madry")["suite"]["accuracy"]["worst case"] == 0.41
@@ -151,7 +170,8 @@ def test_a_finished_preset_is_not_retrained_in_a_new_checkout(tmp_path, monkeypa
     assert reproduction.finished_results(store, tmp_path, "madry") is None
     store.bind("madry", "run-1")
     store.put("madry/paper_columns", {"clean": 0.98, **{c: 0.5 for c in PAPER_COLUMNS[1:]}})
-    store.put("madry/suite", {"accuracy": {"worst case": 0.41}, "raised": []})
+    store.put("madry/suite", {"accuracy": {"worst case": 0.41, "APGD-CE": 0.5, "APGD-T": 0.45, "FAB-T": 0.5,
+                                           "Square": 0.5}, "raised": [], "num_examples": 10, "eps": 0.3, "norm": "linf"})
     store.put("madry/attention_shift", {"succeeded": {"10": 0.3}, "failed": {"10": 0.7}})
 
     def no_training(*args, **kwargs):

@@ -19,7 +19,7 @@ from typing import Callable
 import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels
-from keras_attdef.attacks.spec import get, register
+from keras_attdef.attacks.registry import get, register
 from keras_attdef.attention.areas import attention_area
 from keras_attdef.attention.gradcam import grad_cam
 from keras_attdef.models import last_conv_layer
@@ -74,3 +74,53 @@ def a3_attack(model, x, y=None, base: str = "step_ll", sigma: float = 10.0, laye
 
 
 register("a3", a3_attack)
+
+
+def map_pgd(model, x, y, eps: float, weight: float = 1.0, distance: str = "cosine", method: str = "grad_cam",
+            activation: str = "none", layer: str | None = None, **pgd_kwargs):
+    """The adaptive attack on an attention defence: PGD raising its loss plus its own map distance.
+
+    A defence with a map term is judged against an attacker who knows it: each step raises
+    `CE(f(x_adv), y) + weight * D(g(x), g(x_adv))` with the defence's own maps g (`method`, `activation`,
+    `layer`) and distance D (`losses.map_distance`), so examples that fool the classifier by also moving
+    its attention are not missed because the map term flattened the cross-entropy's gradient.
+
+    Args:
+        model: a Keras classifier returning logits.
+        x: clean batch.
+        y: true labels.
+        eps: Linf budget (or `norm="l2"` in `pgd_kwargs`).
+        weight: weight of the map distance in the objective.
+        distance: the defence's map distance.
+        method: the defence's map method.
+        activation: the defence's map activation.
+        layer: the defence's map layer (default the topmost conv layer).
+        **pgd_kwargs: `steps`, `step_size`, `restarts`, ... of `attacks.pgd`.
+
+    Returns:
+        The adversarial batch.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_attdef import AttackSpec, models
+    >>> x = np.random.rand(2, 28, 28, 1).astype("float32")
+    >>> adv = AttackSpec("map_pgd", eps=0.1, steps=2)(models.small_cam_lenet(), x, np.array([1, 2]))
+    >>> float(np.abs(np.asarray(adv) - x).max()) <= 0.1 + 1e-6
+    True
+    """
+    from keras_attdef.losses import map_distance
+
+    x = tf.convert_to_tensor(x, tf.float32)
+    labels = check_labels(y, x)
+    layer = layer or last_conv_layer(model)
+    clean = tf.stop_gradient(grad_cam(model, x, layer, target=labels, method=method, activation=activation))
+
+    def deviation(x_adv):
+        maps = grad_cam(model, x_adv, layer, target=labels, method=method, activation=activation)
+        return weight * map_distance(clean, maps, distance)
+
+    return get("pgd")(model, x, labels, eps, extra_objective=deviation, **pgd_kwargs)
+
+
+register("map_pgd", map_pgd)

@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras_attdef.attacks import engine
 from keras_attdef.attacks._checks import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import cross_entropy
+from keras_attdef.attacks.registry import register
 
 _TINY = 1e-12
 
@@ -197,12 +198,14 @@ def _apgd_run(model, x, y, eps, steps, norm, loss_fn, rho, momentum, clip_min, c
     return result, state["found"]
 
 
+@register("apgd_ce")
 def apgd_ce(model, x, y, eps: float, steps: int = 100, norm: str = "linf", restarts: int = 1,
             clip_min: float = 0.0, clip_max: float = 1.0):
     """APGD on the cross-entropy (AutoAttack's first attack). Arguments as `apgd`."""
     return apgd(model, x, y, eps, steps, norm, "ce", restarts=restarts, clip_min=clip_min, clip_max=clip_max)
 
 
+@register("apgd_dlr")
 def apgd_dlr(model, x, y, eps: float, steps: int = 100, norm: str = "linf", restarts: int = 1,
              clip_min: float = 0.0, clip_max: float = 1.0):
     """APGD on the (untargeted) DLR loss, which does not saturate like the cross-entropy. Arguments as `apgd`."""
@@ -219,6 +222,7 @@ def _attack_unfooled(model, x, y, targets, todo, best, found, eps, steps, norm, 
     return tf.tensor_scatter_nd_update(best, rows, candidate), tf.tensor_scatter_nd_update(found, rows, fooled)
 
 
+@register("apgd_t")
 def apgd_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_targets: int = 9,
            clip_min: float = 0.0, clip_max: float = 1.0):
     """APGD-T: the targeted DLR loss towards each of the `num_targets` classes ranked next after the top one.

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels, check_range
 from keras_attdef.attacks.objectives import attack_margin
+from keras_attdef.attacks.registry import register
 
 
 @dataclasses.dataclass
@@ -33,6 +34,7 @@ class MinimalResult:
     l2: np.ndarray
 
 
+@register("cw_l2", traceable=False)
 def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float = 1e-2, search_steps: int = 5,
                       steps: int = 1000, learning_rate: float = 0.01, kappa: float = 0.0, clip_min: float = 0.0,
                       clip_max: float = 1.0, return_result: bool = False):

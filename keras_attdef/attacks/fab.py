@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from keras_attdef.attacks import engine
 from keras_attdef.attacks._checks import check_eps, check_labels, check_range
+from keras_attdef.attacks.registry import register
 
 _TINY = 1e-12
 _DOUBLINGS = 20  # the unboxed step times 2^20: far past any box
@@ -69,6 +70,7 @@ def project_on_hyperplane(point, w, c, norm: str, clip_min: float, clip_max: flo
     return tf.clip_by_value(upper[:, None] * direction, low, high)
 
 
+@register("fab_t")
 def fab_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_targets: int = 9,
           alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, clip_min: float = 0.0,
           clip_max: float = 1.0, return_norms: bool = False, skip_fooled: bool = True):

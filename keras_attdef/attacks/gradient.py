@@ -26,6 +26,7 @@ from keras_attdef.attacks._checks import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import (
     Objective, classification_objective, least_likely, least_likely_objective,
 )
+from keras_attdef.attacks.registry import register
 
 ExtraObjective = Optional[Callable[[tf.Tensor], tf.Tensor]]
 
@@ -50,6 +51,7 @@ def _prepare(model, x, y, eps, clip_min, clip_max):
     return x, y
 
 
+@register("fgsm")
 def fgsm(model, x, y, eps: float, targeted: bool = False, loss: str = "ce", clip_min: float = 0.0,
          clip_max: float = 1.0, extra_objective: ExtraObjective = None):
     """Fast gradient sign method (Goodfellow et al., 2015): one signed-gradient step of size eps.
@@ -66,6 +68,7 @@ def fgsm(model, x, y, eps: float, targeted: bool = False, loss: str = "ce", clip
     return engine.maximize(objective, x, eps, eps, 1, "linf", clip_min=clip_min, clip_max=clip_max)
 
 
+@register("step_ll")
 def step_ll(model, x, y=None, eps: float = 0.15, clip_min: float = 0.0, clip_max: float = 1.0,
             extra_objective: ExtraObjective = None):
     """StepLL (Kurakin et al., 2017; AAD eq. 3): one step towards the least-likely class.
@@ -77,6 +80,7 @@ def step_ll(model, x, y=None, eps: float = 0.15, clip_min: float = 0.0, clip_max
     return engine.maximize(objective, x, eps, eps, 1, "linf", clip_min=clip_min, clip_max=clip_max)
 
 
+@register("r_step_ll")
 def r_step_ll(model, x, y=None, eps: float = 0.15, alpha: float | None = None, clip_min: float = 0.0,
               clip_max: float = 1.0, extra_objective: ExtraObjective = None):
     """R+StepLL (Tramèr et al., 2018): a random signed step of `alpha`, then StepLL of `eps - alpha`.
@@ -95,6 +99,7 @@ def r_step_ll(model, x, y=None, eps: float = 0.15, alpha: float | None = None, c
                            clip_min=clip_min, clip_max=clip_max)
 
 
+@register("iter_ll")
 def iter_ll(model, x, y=None, eps: float = 0.3, step_size: float = 0.15, rounds: int = 2,
             project_each_round: bool = True, clip_min: float = 0.0, clip_max: float = 1.0,
             extra_objective: ExtraObjective = None):
@@ -113,6 +118,7 @@ def iter_ll(model, x, y=None, eps: float = 0.3, step_size: float = 0.15, rounds:
                            clip_min=clip_min, clip_max=clip_max)
 
 
+@register("pgd")
 def pgd(
     model,
     x,
@@ -163,6 +169,7 @@ def pgd(
     return candidates[0] if len(candidates) == 1 else engine.keep_best(objective, candidates)
 
 
+@register("ifgsm")
 def ifgsm(model, x, y, eps: float, step_size: float | None = None, steps: int = 10, targeted: bool = False,
           loss: str = "ce", clip_min: float = 0.0, clip_max: float = 1.0,
           extra_objective: ExtraObjective = None):

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks._checks import check_labels, check_range
+from keras_attdef.attacks.registry import register
 
 
 @dataclasses.dataclass
@@ -38,6 +39,7 @@ class JSMAResult:
     changed: np.ndarray
 
 
+@register("jsma", traceable=False)
 def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min: float = 0.0,
          clip_max: float = 1.0, batch_size: int = 64, pool: int | None = None, return_result: bool = False):
     """JSMA (theta = +1) on a batch; see the module doc.

@@ -18,52 +18,12 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from keras_attdef.attacks import auto_pgd, carlini_wagner, fab, gradient, jsma, square_attack
+from keras_attdef.attacks.registry import get, is_traceable, register, registered
 
-_REGISTRY: dict[str, Callable] = {
-    "fgsm": gradient.fgsm,
-    "step_ll": gradient.step_ll,
-    "r_step_ll": gradient.r_step_ll,
-    "iter_ll": gradient.iter_ll,
-    "ifgsm": gradient.ifgsm,
-    "pgd": gradient.pgd,
-    "apgd_ce": auto_pgd.apgd_ce,
-    "apgd_dlr": auto_pgd.apgd_dlr,
-    "apgd_t": auto_pgd.apgd_t,
-    "fab_t": fab.fab_t,
-    "square": square_attack.square,
-    "cw_l2": carlini_wagner.carlini_wagner_l2,
-    "jsma": jsma.jsma,
-}
-# Attacks that run a Python loop (eagerly, between model calls) and so cannot be wrapped in tf.function.
-_EAGER: set[str] = {"square", "cw_l2", "jsma"}
+__all__ = ["AttackSpec", "as_spec", "compile_attack", "get", "register", "registered"]
+
 # Arguments measured in input units: a budget ramp scales them together with eps.
 _LENGTHS = ("eps", "step_size", "alpha")
-
-
-def register(name: str, attack: Callable, traceable: bool = True) -> None:
-    """Makes `attack(model, x, y, **kwargs)` available to `AttackSpec(name, ...)`.
-
-    Args:
-        name: the registry name.
-        attack: the function.
-        traceable: whether it can run inside `tf.function` (False for attacks driven by a Python loop).
-    """
-    _REGISTRY[name] = attack
-    if not traceable:
-        _EAGER.add(name)
-
-
-def registered() -> list[str]:
-    """Names of every registered attack (what `AttackSpec` accepts)."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> Callable:
-    """The attack function registered under `name`."""
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown attack {name!r}; choose one of {sorted(_REGISTRY)}.")
-    return _REGISTRY[name]
 
 
 class AttackSpec:
@@ -86,7 +46,7 @@ class AttackSpec:
     @property
     def traceable(self) -> bool:
         """Whether the attack can run inside `tf.function` (evaluation compiles it when it can)."""
-        return self.name not in _EAGER
+        return is_traceable(self.name)
 
     def __call__(self, model, x, y, scale=None, **overrides):
         """Runs the attack; `scale` multiplies eps, step_size and alpha (a budget ramp)."""

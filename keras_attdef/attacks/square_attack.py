@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras_attdef.attacks import engine
 from keras_attdef.attacks._checks import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import margin as margin_of
+from keras_attdef.attacks.registry import register
 
 
 @dataclasses.dataclass
@@ -105,6 +106,7 @@ def _true_class_margin(model, y, points):
     return margin_of(model(points, training=False), y) * -1.0
 
 
+@register("square", traceable=False)
 def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_init: float | None = None,
            seed: int | None = None, clip_min: float = 0.0, clip_max: float = 1.0, return_result: bool = False,
            progress: bool = False):

@@ -164,7 +164,10 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     robust, defense, architecture, train_seconds = _fit(args, out)
     if not args.eval_size:
-        summary = {"defense": args.defense, "train_seconds": train_seconds, "command": command_line()}
+        from keras_attdef.defenses import serialize
+
+        summary = {"defense": args.defense, "config": serialize(defense), "architecture": architecture,
+                   "train_seconds": train_seconds, "command": command_line()}
         (out / "result.json").write_text(json.dumps(summary, indent=2))
         return summary
     evaluation = _evaluate(args, robust, out)

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_attdef.experiments.publish import ablation_experiment, ablation_record
+from keras_attdef.experiments.publish import ablation_experiment, ablation_record, add_paired_tests
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
 from keras_attdef.results import write_experiment, write_record
-from keras_attdef.tables import markdown_table, percent
+from keras_attdef.results.report import experiment_table
 
 # name -> (what changes, preset, its arguments); an ATAT variant's "teacher" names the variant it learns from
 VARIANTS = {
@@ -66,13 +66,32 @@ VARIANTS = {
                             "atat", {"teacher": "plain", "lambda1": 0.1}),
     "atat_robust_teacher": ("ATAT with the madry variant as teacher instead of the plain one", "atat",
                             {"teacher": "madry"}),
+    # issue 28: maps that cannot vanish, on top of the loss that carries the robustness (PGD-7 / TRADES-7)
+    "trades": ("TRADES (beta 6), the robust reference", "trades", {}),
+    "trades_cam": ("TRADES on the class-activation head (small_cam_lenet)", "trades", {"model": "small_cam_lenet"}),
+    "madry_cam": ("madry on the class-activation head (small_cam_lenet)", "madry", {"model": "small_cam_lenet"}),
+    "attn_trades": ("TRADES + signed Grad-CAM, floored cosine, weight 1, ramped in", "attention_trades", {}),
+    "attn_trades_cam": ("the same on the class-activation head (the map's mean is the logit)", "attention_trades",
+                        {"model": "small_cam_lenet"}),
+    "attn_trades_kl": ("TRADES + signed maps, spatial-softmax KL", "attention_trades", {"distance": "softmax_kl"}),
+    "attn_trades_contrastive": ("TRADES + cosine on the true and the most confusing class's maps, CAM head",
+                                "attention_trades", {"contrastive": True, "model": "small_cam_lenet"}),
+    "attn_trades_relu": ("TRADES + ReLU Grad-CAM, floored cosine (can a ReLU map still vanish?)", "attention_trades",
+                         {"activation": "relu"}),
+    "attn_madry": ("madry + signed Grad-CAM, floored cosine, weight 1", "attention_trades", {"base": "madry"}),
+    "attn_trades_joint": ("TRADES + cosine, the training attack also raising the map distance (weight 1)",
+                          "attention_trades", {"joint_attack": 1.0}),
 }
 FAMILIES = {
     "aad": ["madry", "aad_pgd", "no_rect", "no_pres", "no_attention", "one_round", "kappa_0.5", "layer_conv1",
             "alpha_1", "aad_step_ll", "grad_x_activation"],
     "pairing": ["plain", "madry", "clean_and_adv", "alp", "at_alp", "at_alp_no_pair", "atat", "atat_no_transfer",
                 "atat_no_pair", "atat_light_transfer", "atat_robust_teacher"],
+    "attention": ["madry", "trades", "attn_trades", "attn_trades_cam", "trades_cam", "attn_trades_kl",
+                  "attn_trades_contrastive", "attn_madry", "attn_trades_relu", "madry_cam", "attn_trades_joint"],
 }
+# Families whose variants get the extra stages (per-point outcomes, the map-adaptive attack, attention IoU).
+ADAPTIVE_FAMILIES = ("attention",)
 
 
 def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teachers: dict | None = None):
@@ -90,6 +109,7 @@ def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teache
     if name not in VARIANTS:
         raise ValueError(f"Unknown variant {name!r}; choose from {sorted(VARIANTS)}.")
     _, preset, change = VARIANTS[name]
+    change = {k: v for k, v in change.items() if k != "model"}
     if preset == "plain":
         return defenses.plain()
     budget = {"eps": eps, "warmup_steps": warmup_steps}
@@ -121,20 +141,68 @@ def empty_map_share(model, x, y, layer: str | None = None, method: str = "grad_c
     return float(np.mean(np.concatenate(empty)))
 
 
+def adaptive_spec(defense, eps: float, steps: int = 50):
+    """The map-adaptive attack on `defense`: PGD raising CE plus the defence's own map distance (signed
+    Grad-CAM and the floored cosine for defences without a map term)."""
+    from keras_attdef.attacks.spec import AttackSpec
+
+    maps = {"distance": "cosine", "method": "grad_cam", "activation": "none", "layer": None}
+    if hasattr(defense, "maps"):
+        maps = {k: getattr(defense, k) for k in maps}
+    return AttackSpec("map_pgd", eps=eps, steps=steps, weight=1.0, **maps)
+
+
+def _evaluate_variant(store, name, robust, defense, x, y, eps, version, seed, adaptive: bool) -> None:
+    """Stores the cascade and the empty-map share; with `adaptive`, also per-point outcomes, the map-adaptive
+    attack and the attention IoU (StepLL 0.15, as the reproduction)."""
+    from keras_attdef import analysis
+    from keras_attdef.attacks.spec import AttackSpec
+    from keras_attdef.evaluation import autoattack, evaluate_robustness
+
+    base = robust.base_model
+
+    def run_cascade():
+        result = autoattack(robust, x, y, eps, version=version, seed=seed)
+        return {"accuracy": result.accuracy, "seconds": result.seconds,
+                "robust": "".join("1" if r else "0" for r in result.robust)}
+
+    store.get(f"{name}/autoattack", run_cascade)
+    store.get(f"{name}/empty_maps", lambda: empty_map_share(base, x, y, getattr(defense, "layer", None),
+                                                            getattr(defense, "cam_method", "grad_cam")))
+    if not adaptive:
+        return
+
+    def run_adaptive():
+        report = evaluate_robustness(base, (x, y), {"adaptive": adaptive_spec(defense, eps)}, batch_size=250)
+        return "".join("1" if c else "0" for c in report.correct["adaptive"])
+
+    def run_iou():
+        shift = analysis.attention_shift(base, x, y, AttackSpec("step_ll", eps=0.15))
+        return {"succeeded": _iou_at_10(shift.succeeded), "failed": _iou_at_10(shift.failed)}
+
+    store.get(f"{name}/adaptive", run_adaptive)
+    store.get(f"{name}/iou", run_iou)
+
+
+def _iou_at_10(values: dict):
+    value = values.get(10, values.get("10"))
+    return None if value is None or value != value else float(value)
+
+
 def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = "small_lenet", epochs: int = 2,
            steps: int = 3, eps: float = 0.3, batch_size: int = 100, lr: float = 1e-3, eval_size: int = 1000,
            version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
            verbose: int = 2, experiment: str = "ablation", results_dir=None,
            command: str = "keras-attdef ablate") -> str:
-    """Trains every variant for `epochs` epochs and evaluates it; writes `out/table.md` and returns it.
+    """Trains every variant for `epochs` epochs, evaluates it and publishes one record each; returns the table.
 
     Args:
         out: output folder; reused to resume (per epoch, and per evaluated variant). A variant whose
             training and evaluation are both stored is not trained again, unless a later unfinished
             variant needs it as a teacher.
         variants: names from `VARIANTS` (a teacher before the ATAT variants that learn from it), e.g.
-            `FAMILIES["pairing"]`.
-        model: `"small_lenet"` or `"lenet"`.
+            `FAMILIES["pairing"]`; a variant may name its own model (`"model"` in its change).
+        model: the model of the variants that name none (`models.REGISTRY`).
         epochs: epochs per variant (eps ramps up over the first).
         steps: PGD steps per round (step `2.5 * eps / steps`).
         eps: Linf budget.
@@ -146,66 +214,51 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
         data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
         seed: seeds weights, batch order and attacks.
         verbose: `fit` verbosity.
+        experiment: the records' experiment name (`ablate_<family>` from the CLI); families in
+            `ADAPTIVE_FAMILIES` also get the map-adaptive attack, attention IoU and paired sign tests.
+        results_dir: where the records go (default `out/results`).
+        command: the command recorded in their provenance.
 
     Returns:
-        The Markdown table.
+        The Markdown table generated from the records (also written to `out/table.md`).
     """
     from keras_attdef import datasets, models
-    from keras_attdef.evaluation import autoattack
 
-    build = models.get(model)
     out = Path(out)
     store = ResultStore(out / "results.json")
     x, y = datasets.load("mnist", "train", data_dir, limit=train_size)
     x_test, y_test = datasets.load("mnist", "test", data_dir, limit=eval_size)
     steps_per_epoch = int(np.ceil(len(x) / batch_size))
-    stages = ("autoattack", "empty_maps")
+    adaptive = experiment.removeprefix("ablate_") in ADAPTIVE_FAMILIES
 
     def stored(name):
         training = read_progress(out / name)
-        figures = store.finished(name, training and training.get("run_id"), stages)
+        figures = store.finished(name, training and training.get("run_id"), ("autoattack", "empty_maps"))
         return None if figures is None else (training, figures)
 
     needed = {VARIANTS[name][2]["teacher"] for name in variants if VARIANTS[name][1] == "atat" and not stored(name)}
-    rows, teachers, records = [], {}, []
+    teachers, records = {}, []
     setting = {"model": model, "epochs": epochs, "eps": eps, "version": version, "seed": seed, "n": len(y_test),
                "batch_size": batch_size, "lr": lr, "steps": steps}
     for name in variants:
-        done = stored(name)
-        if done is None or name in needed:
+        if stored(name) is None or name in needed:
             defense = variant_defense(name, eps, steps, steps_per_epoch, teachers)
+            build = models.get(VARIANTS[name][2].get("model", model))
             robust, training = train_resumable(out / name, build, defense, x, y, epochs, lr, batch_size, seed,
                                                verbose=verbose)
             store.bind(name, training["run_id"])
             teachers[name] = robust.base_model
-
-            def evaluate(robust=robust):
-                result = autoattack(robust, x_test, y_test, eps, version=version, seed=seed)
-                return {"accuracy": result.accuracy, "seconds": result.seconds}
-
-            store.get(f"{name}/autoattack", evaluate)
-            store.get(f"{name}/empty_maps", lambda robust=robust, defense=defense: empty_map_share(
-                robust.base_model, x_test, y_test, getattr(defense, "layer", None),
-                getattr(defense, "cam_method", "grad_cam")))
-            done = stored(name)
-        training, figures = done
-        records.append(ablation_record(experiment, name, VARIANTS[name][0], VARIANTS[name][1], training, figures,
+            _evaluate_variant(store, name, robust, defense, x_test, y_test, eps, version, seed, adaptive)
+        training, figures = stored(name)
+        extras = {k: store.data.get(f"{name}/{k}") for k in ("adaptive", "iou")}
+        records.append(ablation_record(experiment, name, VARIANTS[name], training, {**figures, **extras},
                                        setting, command))
-        accuracy = figures["autoattack"]["accuracy"]
-        rows.append([name, VARIANTS[name][0], f"{training['seconds']:.0f}",
-                     percent(training["logs"][-1].get("adv_accuracy", float("nan"))),
-                     percent(accuracy["clean"]), percent(accuracy["after APGD-CE"]), percent(accuracy["robust"]),
-                     percent(figures["empty_maps"], 1)])
-    head = ["variant", "change", "train s", "train adv acc (last epoch)", "clean", "after APGD-CE",
-            f"AutoAttack-style ({version})", "empty attention maps"]
-    note = (f"{model}, {epochs} epochs, batch {batch_size}, Adam {lr:g}, seed {seed}; Linf eps {eps:g}, PGD-{steps} "
-            f"(step 2.5 eps / {steps}) per round, eps ramped over epoch 1; first {len(y_test)} test digits. Empty "
-            "attention maps: share of those digits whose true-class map (the variant's method and layer; Grad-CAM "
-            "at the topmost conv layer otherwise) is zero everywhere.")
-    table = markdown_table(head, rows) + "\n\n" + note
-    (out / "table.md").write_text(table + "\n")
+    add_paired_tests(records, ("madry", "trades"))
     results_dir = results_dir or out / "results"
-    write_experiment(results_dir, ablation_experiment(experiment, variants, setting, command))
+    meta = ablation_experiment(experiment, variants, setting, command, adaptive)
+    write_experiment(results_dir, meta)
     for record in records:
         write_record(results_dir, record)
+    table = experiment_table(meta, records)
+    (out / "table.md").write_text(table + "\n")
     return table

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from keras_attdef.results import provenance, write_experiment, write_record
 from keras_attdef.results.schema import SCHEMA_VERSION
 
@@ -31,7 +33,7 @@ def reproduction_record(name: str, result: dict, protocol, paper_table: dict, co
     `attention_shift`)."""
     paper, suite, shift, training = result["paper"], result["suite"], result["attention_shift"], result["training"]
     accuracy = {PAPER_ROW_NAMES.get(k, k): v for k, v in paper.items() if k != "worst case"}
-    accuracy.update({k: suite["accuracy"][k] for k in SUITE_ROWS})
+    accuracy.update({k: suite["accuracy"][k] for k in SUITE_ROWS if k in suite["accuracy"]})
     reference = None
     if name in paper_table:
         columns = ["clean", "FGSM 0.15", "I-FGSM 0.15", "StepLL 0.15", "PGD-30 (step 0.01)", "PGD-100 (step 0.01)"]
@@ -40,7 +42,7 @@ def reproduction_record(name: str, result: dict, protocol, paper_table: dict, co
     metrics = {"PGD-100 over worst (points)": round(100 * (paper["PGD-100"] - suite["accuracy"]["worst case"]), 1),
                "IoU@10 fooled": _number(succeeded.get("10")), "IoU@10 kept": _number(failed.get("10")),
                "empty maps": f"{100 * shift.get('empty_maps', 0.0):.1f}%",
-               "attention shift digits": shift["num_images"]}
+               "attention shift digits": shift.get("num_images")}
     return {
         "schema_version": SCHEMA_VERSION, "experiment": REPRODUCTION, "model": name, "dataset": "mnist",
         "n": int(suite["num_examples"]), "threat": {"norm": suite["norm"], "eps": float(suite["eps"])},
@@ -127,39 +129,88 @@ def publish_training(record: dict, model, results_dir) -> list:
 
 
 FAST_CASCADE = "AutoAttack-style worst case (fast: APGD-CE, then APGD-T with 3 targets)"
+ADAPTIVE_ROW = "map-adaptive PGD-50"
 
 
-def ablation_record(experiment: str, name: str, change: str, preset: str, training: dict, figures: dict,
-                    setting: dict, command: str) -> dict:
-    """The record of one ablation variant (`figures`: its stored `autoattack` and `empty_maps` stages;
-    `setting`: model, epochs, eps, version, seed)."""
-    accuracy = figures["autoattack"]["accuracy"]
+def _bits(text: str):
+    import numpy as np
+
+    return np.frombuffer(text.encode(), dtype=np.uint8) == ord("1")
+
+
+def ablation_record(experiment: str, name: str, variant: tuple, training: dict, figures: dict, setting: dict,
+                    command: str) -> dict:
+    """The record of one ablation variant.
+
+    Args:
+        experiment: the experiment name.
+        name: the variant's name.
+        variant: its `(change, preset, arguments)` entry of `ablation.VARIANTS`.
+        training: its training progress (`epochs_done`, `seconds`, `logs`).
+        figures: its stored stages: `autoattack` and `empty_maps`, and, when run, `adaptive` (per-point
+            outcomes as a 0/1 string) and `iou` (`succeeded` / `failed` IoU@10).
+        setting: model, epochs, eps, version, seed, n.
+        command: the command for the provenance.
+    """
+    change, preset, arguments = variant
+    cascade = figures["autoattack"]["accuracy"]
+    accuracy = {"clean": cascade["clean"],
+                **{k.removeprefix("after "): v for k, v in cascade.items() if k.startswith("after ")},
+                "worst case": cascade["robust"]}
+    metrics = {"change": change, "train adv acc": _number(training["logs"][-1].get("adv_accuracy")),
+               "empty maps": f"{100 * figures['empty_maps']:.1f}%"}
     label = FAST_CASCADE if setting["version"] == "fast" else SUITE_LABEL.replace("; with FGSM, PGD-20, PGD-100", "")
+    if figures.get("adaptive") and figures["autoattack"].get("robust"):
+        adaptive, robust = _bits(figures["adaptive"]), _bits(figures["autoattack"]["robust"])
+        worst = robust & adaptive
+        accuracy.update({ADAPTIVE_ROW: float(adaptive.mean()), "cascade worst case": cascade["robust"],
+                         "worst case": float(worst.mean())})
+        metrics["worst case per point"] = "".join("1" if w else "0" for w in worst)
+        metrics.update({"IoU@10 kept": figures["iou"]["failed"], "IoU@10 fooled": figures["iou"]["succeeded"]})
+        label = f"{label}, per point together with {ADAPTIVE_ROW}"
     return {
         "schema_version": SCHEMA_VERSION, "experiment": experiment, "model": name, "dataset": "mnist",
         "n": int(setting["n"]), "threat": {"norm": "linf", "eps": float(setting["eps"])}, "evaluation": label,
-        "accuracy": {"clean": accuracy["clean"],
-                     **{k.removeprefix("after "): v for k, v in accuracy.items() if k.startswith("after ")},
-                     "worst case": accuracy["robust"]},
-        "headline": "worst case", "audit_flags": [],
-        "training": {"preset": preset, "architecture": setting["model"], "epochs": int(training["epochs_done"]),
-                     "train_seconds": float(training["seconds"])},
-        "metrics": {"change": change, "train adv acc": _number(training["logs"][-1].get("adv_accuracy")),
-                    "empty maps": f"{100 * figures['empty_maps']:.1f}%"},
-        "reference": None, "weights": None, "provenance": provenance(command, setting["seed"]),
+        "accuracy": accuracy, "headline": "worst case", "audit_flags": [],
+        "training": {"preset": preset, "architecture": arguments.get("model", setting["model"]),
+                     "epochs": int(training["epochs_done"]), "train_seconds": float(training["seconds"])},
+        "metrics": metrics, "reference": None, "weights": None, "provenance": provenance(command, setting["seed"]),
     }
 
 
-def ablation_experiment(experiment: str, variants, setting: dict, command: str) -> dict:
+def add_paired_tests(records: list, references=("madry", "trades")) -> None:
+    """Adds `p vs <reference>` to each record with per-point outcomes: the one-sided sign test that the
+    variant is more robust than the reference on the same points (McNemar on the points they disagree on)."""
+    from keras_attdef.evaluation.audit import sign_test
+
+    points = {r["model"]: _bits(r["metrics"]["worst case per point"]) for r in records
+              if "worst case per point" in r.get("metrics", {})}
+    for record in records:
+        mine = points.get(record["model"])
+        for reference in references:
+            if mine is None or reference not in points or reference == record["model"]:
+                continue
+            theirs = points[reference]
+            wins, losses = int(np.sum(mine & ~theirs)), int(np.sum(~mine & theirs))
+            record["metrics"][f"p vs {reference}"] = round(sign_test(wins, losses), 4)
+
+
+def ablation_experiment(experiment: str, variants, setting: dict, command: str, adaptive: bool = False) -> dict:
     """The `experiment.json` of an ablation family."""
-    return {
-        "schema_version": SCHEMA_VERSION, "experiment": experiment,
-        "title": f"Ablation {experiment.removeprefix('ablate_')}: one term at a time, equal epochs",
-        "protocol": (f"{setting['model']}, {setting['epochs']} epochs, batch {setting['batch_size']}, Adam "
-                     f"{setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, PGD-{setting['steps']} "
-                     f"(step 2.5 eps / {setting['steps']}) per round, eps ramped over epoch 1. Empty maps: share of "
-                     "the test digits whose true-class attention map (the variant's method and layer) is zero "
-                     "everywhere. Train seconds are a guide only when the machine was shared."),
-        "command": command, "columns": ["change", "clean", "APGD-CE", "worst case", "train adv acc", "empty maps"],
-        "order": list(variants),
-    }
+    columns = ["change", "clean", "APGD-CE", "worst case", "train adv acc", "empty maps"]
+    if adaptive:
+        columns = ["change", "clean", "APGD-CE", "cascade worst case", ADAPTIVE_ROW, "worst case", "IoU@10 kept",
+                   "IoU@10 fooled", "empty maps", "p vs madry", "p vs trades"]
+    protocol = (f"{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
+                f"{setting['batch_size']}, Adam {setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, "
+                f"PGD-{setting['steps']} (step 2.5 eps / {setting['steps']}) per round, eps ramped over epoch 1. Empty "
+                "maps: share of the test digits whose true-class attention map (the variant's method and layer) is "
+                "zero everywhere. Train seconds are a guide only when the machine was shared.")
+    if adaptive:
+        protocol += (f" {ADAPTIVE_ROW}: PGD-50 raising cross-entropy plus the variant's own map distance (signed "
+                     "Grad-CAM and floored cosine for variants without a map term). IoU@10: top-10-cell Grad-CAM "
+                     "IoU between clean and StepLL-0.15 digits, kept = not fooled. p vs X: one-sided sign test that "
+                     "the variant's worst case beats X's on the same digits.")
+    return {"schema_version": SCHEMA_VERSION, "experiment": experiment,
+            "title": f"Ablation {experiment.removeprefix('ablate_')}: one change at a time, equal epochs",
+            "protocol": protocol, "command": command, "columns": columns, "order": list(variants)}
