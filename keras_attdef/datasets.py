@@ -51,7 +51,8 @@ def load(
         name: `"mnist"`, `"fashion_mnist"` or `"cifar10"`.
         split: `"train"` or `"test"`.
         data_dir: folder with `<name>.npz`; defaults to `$KERAS_ATTDEF_DATA`.
-        download: let tensorflow_datasets download the data when it is not on disk.
+        download: let tensorflow_datasets download the data when no local source has it (the folder,
+            prepared tfds data, then the bundled MNIST are tried first).
         limit: keep only the first `limit` examples.
 
     Returns:
@@ -78,13 +79,15 @@ def load(
     if folder:
         arrays = _from_folder(name, split, Path(folder), tried)
     if arrays is None:
-        arrays = _from_tfds(name, split, download, tried)
+        arrays = _from_tfds(name, split, False, tried)
     if arrays is None and name == "mnist" and _BUNDLED_MNIST.exists():
         if folder:  # the user named a folder: say that it was not used
             warnings.warn(f"keras_attdef: {'; '.join(tried)}. Using the official MNIST bundled with the package.",
                           stacklevel=2)
         with np.load(_BUNDLED_MNIST, allow_pickle=False) as f:
             arrays = (f[f"x_{split}"], f[f"y_{split}"])
+    if arrays is None and download:  # last: offline, tfds retries a download for minutes before it gives up
+        arrays = _from_tfds(name, split, True, tried)
     if arrays is None:
         raise DatasetNotFoundError(
             f"Could not find dataset {name!r} (split {split!r}). Tried: " + "; ".join(tried) + ". "

@@ -60,3 +60,16 @@ def test_as_dataset_batches_and_drops_remainder():
     assert sizes == [4, 4]
     with pytest.raises(ValueError):
         datasets.as_dataset(x, y[:3])
+
+
+def test_download_is_tried_only_when_no_local_copy_serves(monkeypatch):
+    # Offline, a tfds download retries for minutes: the notebooks pass download=True for Colab, and the
+    # bundled MNIST must serve them first.
+    calls = []
+    monkeypatch.delenv("KERAS_ATTDEF_DATA", raising=False)
+    monkeypatch.setattr(datasets, "_from_tfds", lambda name, split, download, tried: calls.append(download))
+    x, _ = datasets.load("mnist", "test", download=True, limit=4)
+    assert x.shape == (4, 28, 28, 1) and calls == [False]
+    with pytest.raises(datasets.DatasetNotFoundError):
+        datasets.load("cifar10", "test", download=True)
+    assert calls == [False, False, True]

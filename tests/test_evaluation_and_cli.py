@@ -64,3 +64,17 @@ def test_cli_train_drops_the_learning_rate_for_the_last_epochs(tmp_path):
     np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4], rtol=1e-5)
     with pytest.raises(SystemExit, match="--lr-drop-epochs must be between 0 and --epochs"):
         cli.main([*args[:6], "4", *args[7:]])
+
+
+def test_cli_ablate_publishes_records_that_report_reads(tmp_path, capsys):
+    out, published = tmp_path / "run", tmp_path / "results"
+    assert cli.main(["ablate", "--family", "pairing", "--variants", "plain", "--epochs", "1", "--train-size", "64",
+                     "--eval-size", "8", "--verbose", "0", "--out", str(out), "--publish", str(published)]) == 0
+    assert "Command: `" in capsys.readouterr().out
+    meta, records = results.load_experiments(published)["ablate_pairing"]
+    assert [r["model"] for r in records] == ["plain"] and records[0]["n"] == 8
+    assert "ablate" in records[0]["provenance"]["command"] and records[0]["provenance"]["commit"]
+    for command in ("reproduce", "ablate", "report"):  # every flag each parser takes parses
+        with pytest.raises(SystemExit) as done:
+            cli.main([command, "--help"])
+        assert done.value.code == 0

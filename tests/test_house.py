@@ -89,3 +89,17 @@ def test_nothing_points_outside_the_repository():
     hits = [f"{f.relative_to(ROOT)}: {m.group(0)}" for f in files if f != Path(__file__)
             for m in [outside.search(f.read_text())] if m]
     assert not hits, hits
+
+
+def test_the_detector_keeps_keras_fit_contract(mnist_train):
+    import keras
+
+    from keras_attdef import detect
+
+    x, y = mnist_train[0][:64], mnist_train[1][:64]
+    detector = detect.LatentAttentionDetector(models.lenet())
+    history = detector.fit(x, y, 32, 1, 0)  # Keras's positional order: x, y, batch_size, epochs, verbose
+    assert isinstance(history, keras.callbacks.History) and detector.fitted
+    assert len(history.history["generator_loss"]) == 1 and len(history.history["mask_loss"]) == 1
+    with pytest.raises(TypeError, match="validation_split"):
+        detector.fit(x, y, validation_split=0.1)

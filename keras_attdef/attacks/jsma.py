@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +38,63 @@ class JSMAResult:
     success: np.ndarray
     targets: np.ndarray
     changed: np.ndarray
+
+
+def _target_gradients(model, flat, shape, targets):
+    """alpha (the target logit's gradient), beta (the other logits' summed gradient) and the predictions."""
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(flat)
+        logits = model(tf.reshape(flat, shape), training=False)
+        target = tf.gather(logits, targets, axis=1, batch_dims=1)
+        total = tf.reduce_sum(logits, -1)
+    alpha = tape.gradient(target, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    beta = tape.gradient(total, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO) - alpha
+    return alpha, beta, tf.argmax(logits, -1, output_type=tf.int32)
+
+
+def _best_pairs(alpha, beta, domain, pool):
+    """Per sample, the admissible feature pair with the largest saliency; `(first, second, found)`."""
+    index, candidates = None, domain
+    if pool is not None:  # the admissible features that raise the target most and the others least
+        index = tf.math.top_k(tf.where(domain, alpha - beta, -np.inf), pool).indices
+        alpha, beta, candidates = (tf.gather(v, index, batch_dims=1) for v in (alpha, beta, domain))
+    size = tf.shape(alpha)[1]
+    pair_alpha = alpha[:, :, None] + alpha[:, None, :]
+    pair_beta = beta[:, :, None] + beta[:, None, :]
+    allowed = tf.logical_and(candidates[:, :, None], candidates[:, None, :])
+    allowed = tf.logical_and(allowed, ~tf.eye(size, dtype=tf.bool)[None])
+    good = tf.logical_and(allowed, tf.logical_and(pair_alpha > 0, pair_beta < 0))
+    scores = tf.reshape(tf.where(good, pair_alpha * -pair_beta, -1.0), [tf.shape(alpha)[0], -1])
+    best = tf.argmax(scores, -1, output_type=tf.int32)
+    first, second = best // size, best % size
+    if index is not None:  # pool positions back to feature indices
+        first, second = (tf.gather(index, i, batch_dims=1) for i in (first, second))
+    return first, second, tf.reduce_max(scores, -1) > 0
+
+
+def _saliency_loop(model, x, targets, max_iterations: int, pool, clip_max: float):
+    """Sets the best pair of features to `clip_max` per iteration until every sample reaches its target."""
+    batch, features = tf.shape(x)[0], int(np.prod(x.shape[1:]))
+
+    def body(i, flat, domain, done):
+        alpha, beta, predictions = _target_gradients(model, flat, tf.shape(x), targets)
+        done = tf.logical_or(done, tf.equal(predictions, targets))
+        first, second, found = _best_pairs(alpha, beta, domain, pool)
+        chosen = tf.one_hot(first, features) + tf.one_hot(second, features)
+        act = tf.logical_and(found, tf.logical_not(done))
+        chosen = tf.where(act[:, None], tf.minimum(chosen, 1.0), 0.0)
+        flat = flat * (1 - chosen) + clip_max * chosen
+        domain = tf.logical_and(domain, chosen < 0.5)
+        # a sample with no admissible pair is stuck: it stops as done (and counts as failed)
+        return i + 1, flat, domain, tf.logical_or(done, tf.logical_not(found))
+
+    flat = tf.reshape(x, [batch, features])
+    _, flat, _, _ = tf.while_loop(
+        lambda i, f, d, done: tf.logical_and(i < max_iterations, tf.logical_not(tf.reduce_all(done))), body,
+        (tf.constant(0), flat, flat < clip_max, tf.zeros([batch], tf.bool)))
+    x_adv = tf.reshape(flat, tf.shape(x))
+    predictions = tf.argmax(model(x_adv, training=False), -1, output_type=tf.int32)
+    return x_adv, tf.equal(predictions, targets)
 
 
 @register("jsma", traceable=False)
@@ -79,59 +137,9 @@ def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min
         pool = int(min(pool, features))
         if pool < 2:
             raise ValueError(f"pool must be at least 2 features, got {pool}.")
-    size = features if pool is None else pool
-
-    @tf.function(reduce_retracing=True, autograph=False)  # explicit tf.while_loop: nothing to convert
-    def run(x, targets):
-        batch = tf.shape(x)[0]
-
-        def gradients(flat):
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(flat)
-                logits = model(tf.reshape(flat, tf.shape(x)), training=False)
-                target = tf.gather(logits, targets, axis=1, batch_dims=1)
-                total = tf.reduce_sum(logits, -1)
-            alpha = tape.gradient(target, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            beta = tape.gradient(total, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO) - alpha
-            predictions = tf.argmax(logits, -1, output_type=tf.int32)
-            return alpha, beta, predictions
-
-        def body(i, flat, domain, done):
-            alpha, beta, predictions = gradients(flat)
-            done = tf.logical_or(done, tf.equal(predictions, targets))
-            index, candidates = None, domain
-            if pool is not None:  # the admissible features that raise the target most and the others least
-                index = tf.math.top_k(tf.where(domain, alpha - beta, -np.inf), pool).indices
-                alpha, beta, candidates = (tf.gather(v, index, batch_dims=1) for v in (alpha, beta, domain))
-            pair_alpha = alpha[:, :, None] + alpha[:, None, :]
-            pair_beta = beta[:, :, None] + beta[:, None, :]
-            allowed = tf.logical_and(candidates[:, :, None], candidates[:, None, :])
-            allowed = tf.logical_and(allowed, ~tf.eye(size, dtype=tf.bool)[None])
-            good = tf.logical_and(allowed, tf.logical_and(pair_alpha > 0, pair_beta < 0))
-            scores = tf.reshape(tf.where(good, pair_alpha * -pair_beta, -1.0), [batch, -1])
-            best = tf.argmax(scores, -1, output_type=tf.int32)
-            found = tf.reduce_max(scores, -1) > 0
-            first, second = best // size, best % size
-            if index is not None:  # pool positions back to feature indices
-                first, second = (tf.gather(index, i, batch_dims=1) for i in (first, second))
-            chosen = tf.one_hot(first, features) + tf.one_hot(second, features)
-            act = tf.logical_and(found, tf.logical_not(done))
-            chosen = tf.where(act[:, None], tf.minimum(chosen, 1.0), 0.0)
-            flat = flat * (1 - chosen) + clip_max * chosen
-            domain = tf.logical_and(domain, chosen < 0.5)
-            # a sample with no admissible pair is stuck: it stops as done (and counts as failed)
-            done = tf.logical_or(done, tf.logical_not(found))
-            return i + 1, flat, domain, done
-
-        flat = tf.reshape(x, [batch, features])
-        domain = flat < clip_max
-        _, flat, _, _ = tf.while_loop(
-            lambda i, f, d, done: tf.logical_and(i < max_iterations, tf.logical_not(tf.reduce_all(done))), body,
-            (tf.constant(0), flat, domain, tf.zeros([batch], tf.bool)))
-        x_adv = tf.reshape(flat, tf.shape(x))
-        predictions = tf.argmax(model(x_adv, training=False), -1, output_type=tf.int32)
-        return x_adv, tf.equal(predictions, targets)
-
+    # explicit tf.while_loop: nothing for AutoGraph to convert
+    run = tf.function(functools.partial(_saliency_loop, model, max_iterations=max_iterations, pool=pool,
+                                        clip_max=clip_max), reduce_retracing=True, autograph=False)
     chunks = [run(x[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, batch, batch_size)]
     x_adv = tf.concat([c[0] for c in chunks], 0)
     success = tf.concat([c[1] for c in chunks], 0)

@@ -106,6 +106,108 @@ def _true_class_margin(model, y, points):
     return margin_of(model(points, training=False), y) * -1.0
 
 
+def _initial_point(x, norm: str, eps: float, rng, clip_min: float, clip_max: float):
+    """Square's start: vertical stripes of +-eps (Linf), or a grid of pseudo-Gaussian bumps scaled to eps (L2)."""
+    batch, height, width, channels = (int(d) for d in x.shape)
+    if norm == "linf":
+        stripes = rng.choice([-eps, eps], size=(batch, 1, width, channels)).astype(np.float32)
+        return tf.clip_by_value(x + stripes, clip_min, clip_max)
+    side = max(height // 5, 1)
+    delta = np.zeros((batch, height, width, channels), np.float32)
+    for r in range(0, height - side + 1, side):
+        for c in range(0, width - side + 1, side):
+            bump = _pseudo_gaussian(side, side)[None, :, :, None]
+            delta[:, r:r + side, c:c + side, :] += bump * rng.choice([-1.0, 1.0], size=(batch, 1, 1, channels))
+    delta = tf.constant(delta)
+    return tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
+
+
+class _SquareSteps:
+    """One query of Square, Linf or L2, on a working set `(x, y)` that shrinks to the unfooled samples.
+
+    The steps are compiled once per `square` call (a partial of the margin, not a nested def: tf.function
+    counts traces per code object, and nested defs would warn of "excessive retracing" after a few calls).
+    """
+
+    def __init__(self, model, shape, eps: float, clip_min: float, clip_max: float):
+        _, self.height, self.width, self.channels = (int(d) for d in shape)
+        self.eps, self.clip_min, self.clip_max = eps, clip_min, clip_max
+        self.margins = tf.function(functools.partial(_true_class_margin, model), reduce_retracing=True)
+        self.linf = tf.function(self._linf, reduce_retracing=True)
+        self.l2 = tf.function(self._l2, reduce_retracing=True)
+
+    def _accept(self, x, y, candidate, best, best_margin, used, active):
+        candidate_margin = self.margins(y, candidate)
+        better = tf.logical_and(active, candidate_margin < best_margin)
+        best = tf.where(engine.expand_to(better, x), candidate, best)
+        return best, tf.where(better, candidate_margin, best_margin), used + tf.cast(active, tf.int32)
+
+    def _linf(self, x, y, best, best_margin, used, side):
+        _, _, mask = _window_masks(tf.shape(x)[0], self.height, self.width, side)
+        signs = tf.sign(tf.random.uniform(tf.stack([tf.shape(x)[0], 1, 1, self.channels]), -1.0, 1.0))
+        candidate = tf.clip_by_value(best * (1 - mask) + (x + self.eps * signs) * mask, self.clip_min, self.clip_max)
+        candidate = engine.project(candidate, x, self.eps, "linf", self.clip_min, self.clip_max)
+        return self._accept(x, y, candidate, best, best_margin, used, best_margin > 0)
+
+    def _l2(self, x, y, best, best_margin, used, pattern):
+        side, size = tf.shape(pattern)[0], tf.shape(x)[0]
+        delta = best - x
+        top, left, window = _window_masks(size, self.height, self.width, side)
+        _, _, second = _window_masks(size, self.height, self.width, side)
+        union = tf.maximum(window, second)
+        image_norm = engine.per_sample_norm(delta)
+        union_norm = _channel_norm(delta * union)
+        old = delta * window / _channel_norm(delta * window)
+        signs = tf.sign(tf.random.uniform(tf.stack([size, 1, 1, self.channels]), -1, 1))
+        new = _place(pattern, top, left, self.height, self.width) * signs + old
+        scale = tf.sqrt(tf.maximum(self.eps ** 2 - image_norm ** 2, 0.0) / self.channels + union_norm ** 2)
+        delta = delta * (1 - union) + (new / _channel_norm(new) * scale) * window
+        candidate = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * self.eps, self.clip_min, self.clip_max)
+        return self._accept(x, y, candidate, best, best_margin, used, best_margin > 0)
+
+    def window_side(self, norm: str, p: float) -> int:
+        """The window's side for a share `p` of the pixels (odd and at least 3 for L2)."""
+        features = self.height * self.width * self.channels
+        side = round(math.sqrt(p * features / self.channels))
+        if norm == "linf":
+            return int(min(max(side, 1), self.height - 1))
+        side = max(side, 3)
+        return min(side + (1 - side % 2), self.height - 1 if (self.height - 1) % 2 else self.height - 2)
+
+
+def _search(steps: _SquareSteps, x, y, best, norm, p_init, queries, rng, progress):
+    """Runs the queries; returns the full batch's `(best, best_margin, used)`.
+
+    The working set holds rows `index` of the batch: when half of it is fooled it is cut to the rest, and
+    the full batch is written back at each cut and at the end.
+    """
+    best_margin = steps.margins(y, best)
+    used = tf.ones([int(x.shape[0])], tf.int32)
+    queries_left = range(1, int(queries))
+    if progress:
+        from tqdm.auto import tqdm
+
+        queries_left = tqdm(queries_left, desc="square", unit="query")
+    index, work_x, work_y = tf.range(int(x.shape[0])), x, y
+    full = [best, best_margin, used]
+    for query in queries_left:
+        active = int(tf.reduce_sum(tf.cast(best_margin > 0, tf.int32)))
+        if active == 0:
+            break
+        if active <= int(tf.size(index)) // 2:
+            full = [tf.tensor_scatter_nd_update(f, index[:, None], w) for f, w in zip(full, (best, best_margin, used))]
+            keep = tf.where(best_margin > 0)[:, 0]
+            index, work_x, work_y, best, best_margin, used = (
+                tf.gather(t, keep) for t in (index, work_x, work_y, best, best_margin, used))
+        side = steps.window_side(norm, window_fraction(p_init, query, int(queries)))
+        if norm == "linf":
+            best, best_margin, used = steps.linf(work_x, work_y, best, best_margin, used, tf.constant(side))
+        else:
+            best, best_margin, used = steps.l2(work_x, work_y, best, best_margin, used,
+                                               tf.constant(l2_window(side, rng), tf.float32))
+    return [tf.tensor_scatter_nd_update(f, index[:, None], w) for f, w in zip(full, (best, best_margin, used))]
+
+
 @register("square", traceable=False)
 def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_init: float | None = None,
            seed: int | None = None, clip_min: float = 0.0, clip_max: float = 1.0, return_result: bool = False,
@@ -142,94 +244,10 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
     rng = np.random.default_rng(seed)
     if seed is not None:
         tf.random.set_seed(seed)
-    batch, height, width, channels = (int(d) for d in x.shape)
     eps = float(eps)
-
-    # A partial, not a nested def: tf.function counts traces per code object, and a nested def would
-    # warn of "excessive retracing" after a few calls of `square` although each call traces once.
-    margins = tf.function(functools.partial(_true_class_margin, model), reduce_retracing=True)
-
-    # Start: vertical stripes of +-eps (Linf), or a grid of pseudo-Gaussian bumps scaled to eps (L2).
-    if norm == "linf":
-        stripes = rng.choice([-eps, eps], size=(batch, 1, width, channels)).astype(np.float32)
-        best = tf.clip_by_value(x + stripes, clip_min, clip_max)
-    else:
-        side = max(height // 5, 1)
-        delta = np.zeros((batch, height, width, channels), np.float32)
-        for r in range(0, height - side + 1, side):
-            for c in range(0, width - side + 1, side):
-                bump = _pseudo_gaussian(side, side)[None, :, :, None]
-                delta[:, r:r + side, c:c + side, :] += bump * rng.choice([-1.0, 1.0], size=(batch, 1, 1, channels))
-        delta = tf.constant(delta)
-        best = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
-    best_margin = margins(y, best)
-    used = tf.ones([batch], tf.int32)
-
-    # The steps take the working set (x, y) as arguments: it shrinks to the unfooled samples as they go.
-    @tf.function(reduce_retracing=True)
-    def linf_step(x, y, best, best_margin, used, side):
-        active = best_margin > 0
-        _, _, mask = _window_masks(tf.shape(x)[0], height, width, side)
-        signs = tf.sign(tf.random.uniform(tf.stack([tf.shape(x)[0], 1, 1, channels]), -1.0, 1.0))
-        candidate = tf.clip_by_value(best * (1 - mask) + (x + eps * signs) * mask, clip_min, clip_max)
-        candidate = engine.project(candidate, x, eps, "linf", clip_min, clip_max)
-        return _accept(x, y, candidate, best, best_margin, used, active)
-
-    @tf.function(reduce_retracing=True)
-    def l2_step(x, y, best, best_margin, used, pattern):
-        active = best_margin > 0
-        side, size = tf.shape(pattern)[0], tf.shape(x)[0]
-        delta = best - x
-        top, left, window = _window_masks(size, height, width, side)
-        _, _, second = _window_masks(size, height, width, side)
-        union = tf.maximum(window, second)
-        image_norm = engine.per_sample_norm(delta)
-        union_norm = _channel_norm(delta * union)
-        old = delta * window / _channel_norm(delta * window)
-        signs = tf.sign(tf.random.uniform(tf.stack([size, 1, 1, channels]), -1, 1))
-        new = _place(pattern, top, left, height, width) * signs + old
-        scale = tf.sqrt(tf.maximum(eps ** 2 - image_norm ** 2, 0.0) / channels + union_norm ** 2)
-        new = new / _channel_norm(new) * scale
-        delta = delta * (1 - union) + new * window
-        candidate = tf.clip_by_value(x + delta / engine.per_sample_norm(delta) * eps, clip_min, clip_max)
-        return _accept(x, y, candidate, best, best_margin, used, active)
-
-    def _accept(x, y, candidate, best, best_margin, used, active):
-        candidate_margin = margins(y, candidate)
-        better = tf.logical_and(active, candidate_margin < best_margin)
-        best = tf.where(engine.expand_to(better, x), candidate, best)
-        return best, tf.where(better, candidate_margin, best_margin), used + tf.cast(active, tf.int32)
-
-    steps = range(1, int(queries))
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="square", unit="query")
-    features = height * width * channels
-    # The working set: rows `index` of the batch. When half of it is fooled it is cut to the rest, and
-    # the full batch is written back at each cut and at the end.
-    index, work_x, work_y = tf.range(batch), x, y
-    full = [best, best_margin, used]
-    for query in steps:
-        active = int(tf.reduce_sum(tf.cast(best_margin > 0, tf.int32)))
-        if active == 0:
-            break
-        if active <= int(tf.size(index)) // 2:
-            full = [tf.tensor_scatter_nd_update(f, index[:, None], w) for f, w in zip(full, (best, best_margin, used))]
-            keep = tf.where(best_margin > 0)[:, 0]
-            index, work_x, work_y, best, best_margin, used = (
-                tf.gather(t, keep) for t in (index, work_x, work_y, best, best_margin, used))
-        p = window_fraction(p_init, query, int(queries))
-        if norm == "linf":
-            side = int(min(max(round(math.sqrt(p * features / channels)), 1), height - 1))
-            best, best_margin, used = linf_step(work_x, work_y, best, best_margin, used, tf.constant(side))
-        else:
-            side = int(max(round(math.sqrt(p * features / channels)), 3))
-            side = min(side + (1 - side % 2), height - 1 if (height - 1) % 2 else height - 2)
-            best, best_margin, used = l2_step(work_x, work_y, best, best_margin, used,
-                                              tf.constant(l2_window(side, rng), tf.float32))
-    best, best_margin, used = (tf.tensor_scatter_nd_update(f, index[:, None], w)
-                               for f, w in zip(full, (best, best_margin, used)))
+    steps = _SquareSteps(model, x.shape, eps, clip_min, clip_max)
+    best = _initial_point(x, norm, eps, rng, clip_min, clip_max)
+    best, best_margin, used = _search(steps, x, y, best, norm, p_init, queries, rng, progress)
     best = tf.stop_gradient(best)
     if return_result:
         return SquareResult(best.numpy(), (best_margin <= 0).numpy(), used.numpy())

@@ -120,6 +120,7 @@ def _reproduce_parser(sub) -> None:
     rep.add_argument("--suite", default="autoattack", choices=["autoattack", "fast", "quick"])
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--data-dir", default=None)
+    rep.add_argument("--verbose", type=int, default=2)
     rep.add_argument("--out", default="runs/reproduce_mnist")
     rep.add_argument("--publish", default=None, metavar="RESULTS_DIR",
                      help="write one result record per finished preset under RESULTS_DIR (the repository's results/)")
@@ -130,7 +131,7 @@ def reproduce(args) -> str:
     from keras_attdef.experiments.reproduction import Protocol, reproduce_mnist
 
     protocol = call_with_flags(Protocol, args)
-    table = reproduce_mnist(args.out, args.presets, protocol, args.data_dir, args.suite,
+    table = reproduce_mnist(args.out, args.presets, protocol, args.data_dir, args.suite, verbose=args.verbose,
                             results_dir=args.publish, command=command_line())
     print(f"Command: `{command_line()}`\n\n{table}")
     return table
@@ -151,6 +152,7 @@ def _ablate_parser(sub) -> None:
     abl.add_argument("--train-size", type=int, default=None, help="first N training digits (smoke tests)")
     abl.add_argument("--seed", type=int, default=0)
     abl.add_argument("--data-dir", default=None)
+    abl.add_argument("--verbose", type=int, default=2)
     abl.add_argument("--out", default=None, help="default runs/ablate_FAMILY")
     abl.add_argument("--publish", default=None, metavar="RESULTS_DIR",
                      help="write one result record per variant under RESULTS_DIR (the repository's results/)")

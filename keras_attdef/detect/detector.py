@@ -112,9 +112,14 @@ class LatentAttentionDetector(keras.Model):
         return cls(**config)
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, x, y, generator_epochs: int = 3, mask_epochs: int = 3, batch_size: int = 128, lr: float = 1e-3,
-            verbose: int = 2, seed: int = 0, mask_attacks: dict | None = None, mask_attack_size: int = 2000) -> dict:
-        """Trains G (eq. 9, the classifier frozen), then f2 on the masks of `x` labelled `y`.
+    def fit(self, x=None, y=None, batch_size: int = 128, epochs: int | None = None, verbose="auto", callbacks=None, *,
+            generator_epochs: int = 3, mask_epochs: int = 3, lr: float = 1e-3, seed: int = 0,
+            mask_attacks: dict | None = None, mask_attack_size: int = 2000, **unsupported):
+        """Trains G (eq. 9, the classifier frozen), then f2 on the masks of `x` labelled `y`; Keras's `fit` contract.
+
+        The first six arguments are Keras's (`x`, `y`, `batch_size`, `epochs`, `verbose`, `callbacks`) and it
+        returns a `keras.callbacks.History`; the two phases' own epochs are keyword arguments, and the
+        history's keys are prefixed `generator_` and `mask_`.
 
         With `mask_attacks`, f2 also learns from the masks of adversarial examples made on the classifier
         from the first `mask_attack_size` training images, labelled with their true class (an extension of
@@ -125,25 +130,37 @@ class LatentAttentionDetector(keras.Model):
         Args:
             x: training images in [clip_min, clip_max].
             y: their labels.
+            batch_size: batch size of both phases.
+            epochs: epochs of both phases (None: `generator_epochs` and `mask_epochs`).
+            verbose: Keras `fit` verbosity (`"auto"`: 2).
+            callbacks: Keras callbacks, passed to both phases.
             generator_epochs: epochs of G.
             mask_epochs: epochs of f2.
-            batch_size: batch size of both.
             lr: Adam learning rate of both.
-            verbose: Keras `fit` verbosity.
             seed: seeds shuffling and noise.
             mask_attacks: `{name: AttackSpec}` whose examples join f2's training set (None: the thesis's f2).
             mask_attack_size: training images attacked per entry of `mask_attacks`.
 
         Returns:
-            `{"generator": history dict, "mask_classifier": history dict}`.
+            A `keras.callbacks.History` whose `history` holds both phases' logs.
+
+        Raises:
+            TypeError: a Keras `fit` argument this detector does not support (e.g. `validation_split`).
         """
+        if unsupported:
+            raise TypeError(f"LatentAttentionDetector.fit does not support {sorted(unsupported)}: it trains two "
+                            "networks one after the other; evaluate with detection_report instead.")
+        if epochs is not None:
+            generator_epochs = mask_epochs = int(epochs)
+        verbose = 2 if verbose == "auto" else verbose
         x, y = check_inputs(self.classifier, x, y, self.clip_min, self.clip_max)
         keras.utils.set_random_seed(seed)
         trainer = MaskGeneratorTrainer(self.classifier, self.generator, self.beta, self.noise, self.noise_scale,
                                        self.clip_min, self.clip_max)
         trainer.compile(optimizer=keras.optimizers.Adam(lr))
         data = tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed).batch(batch_size)
-        generator_history = trainer.fit(data, epochs=generator_epochs, verbose=verbose, shuffle=False).history
+        generator_history = trainer.fit(data, epochs=generator_epochs, verbose=verbose, shuffle=False,
+                                        callbacks=callbacks).history
         masks = self.generator.predict(x, batch_size=500, verbose=0)
         labels = y
         if mask_attacks:
@@ -155,10 +172,13 @@ class LatentAttentionDetector(keras.Model):
         self.mask_classifier.compile(optimizer=keras.optimizers.Adam(lr), metrics=["accuracy"],
                                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         mask_history = self.mask_classifier.fit(masks, labels, batch_size=batch_size, epochs=mask_epochs,
-                                                verbose=verbose, shuffle=True).history
+                                                verbose=verbose, shuffle=True, callbacks=callbacks).history
         self.fitted = True
         self.built = True
-        return {"generator": generator_history, "mask_classifier": mask_history}
+        history = keras.callbacks.History()
+        history.history = {**{f"generator_{k}": v for k, v in generator_history.items()},
+                           **{f"mask_{k}": v for k, v in mask_history.items()}}
+        return history
 
     # -- inference ----------------------------------------------------------------------------------
     def _outputs(self, x):
@@ -203,6 +223,7 @@ class LatentAttentionDetector(keras.Model):
         self.threshold = float(np.quantile(self.score(x, batch_size), pass_rate))
         return self.threshold
 
+    # detect, score, recover and masks each run the networks once; `outputs` gives all of them in one pass.
     def detect(self, x, batch_size: int = 500) -> np.ndarray:
         """Per input, True when it is flagged adversarial: f1's label differs from f2's label of its mask (or, once
         calibrated, the score exceeds `threshold`)."""

@@ -50,6 +50,43 @@ def _markdown(rows: list, budgets: list) -> str:
     return markdown_table(head, cells)
 
 
+def _flow_row(store, name, net, hidden, x_test, y_test, budgets, certify_size, attack_size, stadv_steps) -> dict:
+    """One net's row of the flow table: clean accuracy, and per budget the certified share, stAdv's success
+    and the stAdv successes on certified points (which must be 0); every stage stored as it ends."""
+    from keras_attdef import certify
+    from keras_attdef.flow import ellipsoid_box
+
+    clean = store.get(f"{name}/clean", lambda: float(np.mean(np.argmax(net.predict(x_test, verbose=0), -1) == y_test)))
+    row = {"net": f"{name} 784-{hidden}-10", "clean": clean, "stadv": {}, "certified": {}, "stadv_on_certified": {}}
+    xa, ya = x_test[:attack_size], y_test[:attack_size]
+    xc, yc = x_test[:certify_size], y_test[:certify_size]
+    free_loss = store.get(f"{name}/stadv_unconstrained_flow_loss",
+                          lambda: _free_stadv_loss(net, xa, ya, stadv_steps)) if attack_size else None
+    for budget in budgets:
+
+        def certify_now():
+            if ellipsoid_box(28, 28, budget).max() > 28:
+                # the per-pixel flow box is wider than the image: every pixel can take any value the
+                # warp reaches, and no bound of this kind certifies anything
+                return {"mask": [False] * len(xc), "seconds": 0.0, "note": "flow box wider than the image"}
+            start = time.time()
+            mask = certify.certify_images(net, xc, yc, budget=budget, iterations=20)
+            return {"mask": mask.tolist(), "seconds": time.time() - start}
+
+        def attack_now():
+            rate, fooled = _stadv_success(net, xa, ya, budget, stadv_steps, free_loss)
+            return {"rate": rate, "fooled": fooled.tolist()}
+
+        cert = store.get(f"{name}/certified@{budget:g}", certify_now)
+        attack = store.get(f"{name}/stadv@{budget:g}", attack_now) if attack_size else {"rate": None, "fooled": []}
+        overlap = min(len(cert["mask"]), len(attack["fooled"]))
+        row["certified"][str(budget)] = float(np.mean(cert["mask"]))
+        row["stadv"][str(budget)] = attack["rate"]
+        row["stadv_on_certified"][str(budget)] = int(np.sum(np.logical_and(cert["mask"][:overlap],
+                                                                           attack["fooled"][:overlap])))
+    return row
+
+
 def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10, train_budget: float = 0.25,
                     budgets=(0.1, 0.2, 0.25, 0.5, 1.0, 7.0, 100.0), certify_size: int = 200, attack_size: int = 500,
                     stadv_steps: int = 200, weight: float = 1.0, lr: float = 1e-3, data_dir=None,
@@ -73,7 +110,7 @@ def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10
         quantile: per-pixel quantile over training images of the warp-interval radius the certified net
             trains against (`defenses.flow_training_radius`).
     """
-    from keras_attdef import certify, datasets, defenses, models
+    from keras_attdef import datasets, defenses, models
     from keras_attdef.flow import ellipsoid_box
 
     out = Path(out)
@@ -95,41 +132,8 @@ def flow_experiment(out="runs/certify_flow", hidden: int = 200, epochs: int = 10
                                    defenses.certified(radius, weight, warmup_steps=2 * steps), x, y, epochs, lr,
                                    seed=seed, verbose=verbose)[0].base_model,
     }
-    rows = []
-    for name, net in nets.items():
-        clean = store.get(f"{name}/clean", lambda: float(np.mean(
-            np.argmax(net.predict(x_test, verbose=0), -1) == y_test)))
-        row = {"net": f"{name} 784-{hidden}-10", "clean": clean, "stadv": {}, "certified": {},
-               "stadv_on_certified": {}}
-        xa, ya = x_test[:attack_size], y_test[:attack_size]
-        xc, yc = x_test[:certify_size], y_test[:certify_size]
-        free_loss = store.get(f"{name}/stadv_unconstrained_flow_loss",
-                              lambda: _free_stadv_loss(net, xa, ya, stadv_steps)) if attack_size else None
-        for budget in budgets:
-
-            def certify_now():
-                if ellipsoid_box(28, 28, budget).max() > 28:
-                    # the per-pixel flow box is wider than the image: every pixel can take any value the
-                    # warp reaches, and no bound of this kind certifies anything
-                    return {"mask": [False] * len(xc), "seconds": 0.0, "note": "flow box wider than the image"}
-                start = time.time()
-                mask = certify.certify_images(net, xc, yc, budget=budget, iterations=20)
-                return {"mask": mask.tolist(), "seconds": time.time() - start}
-
-            cert = store.get(f"{name}/certified@{budget:g}", certify_now)
-
-            def attack_now():
-                rate, fooled = _stadv_success(net, xa, ya, budget, stadv_steps, free_loss)
-                return {"rate": rate, "fooled": fooled.tolist()}
-
-            attack = (store.get(f"{name}/stadv@{budget:g}", attack_now) if attack_size
-                      else {"rate": None, "fooled": []})
-            overlap = min(len(cert["mask"]), len(attack["fooled"]))
-            fooled_certified = int(np.sum(np.logical_and(cert["mask"][:overlap], attack["fooled"][:overlap])))
-            row["certified"][str(budget)] = float(np.mean(cert["mask"]))
-            row["stadv"][str(budget)] = attack["rate"]
-            row["stadv_on_certified"][str(budget)] = fooled_certified
-        rows.append(row)
+    rows = [_flow_row(store, name, net, hidden, x_test, y_test, budgets, certify_size, attack_size, stadv_steps)
+            for name, net in nets.items()]
     table = _markdown(rows, budgets)
     fooled_certified = sum(v for row in rows for v in row["stadv_on_certified"].values())
     note = (f"\nstAdv successes on certified points (all nets and budgets): {fooled_certified} "

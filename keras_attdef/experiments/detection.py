@@ -68,6 +68,55 @@ def detection_attacks(dataset: str, cw_steps: int = 100) -> tuple[dict, float]:
     }, eps
 
 
+def _fitted_detector(path, store, classifier, x, y, hardening, beta, noise, squeeze_bits, median_size,
+                     generator_epochs, mask_epochs, verbose, seed, mask_attack_size, calibrate_pass_rate):
+    """The detector saved at `path`, else a new one fitted and saved; calibrated when asked. A changed detector
+    rebinds the store, so rows measured on an earlier one are dropped."""
+    import keras
+
+    from keras_attdef.detect import LatentAttentionDetector
+
+    if path.exists():
+        detector = keras.models.load_model(path)
+    else:
+        store.bind("detector", uuid.uuid4().hex)
+        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise, squeeze_bits=squeeze_bits,
+                                           median_size=median_size)
+        store.put("detector/fit", detector.fit(x, y, verbose=verbose, generator_epochs=generator_epochs,
+                                               mask_epochs=mask_epochs, seed=seed, mask_attacks=hardening,
+                                               mask_attack_size=mask_attack_size).history)
+        detector.save(path)
+    if calibrate_pass_rate is not None:
+        before = detector.threshold
+        threshold = detector.calibrate(x[-CALIBRATION_SIZE:], calibrate_pass_rate)  # benign, not the test images
+        if before is None or not np.isclose(before, threshold):
+            fit = store.get("detector/fit", lambda: None)
+            store.bind("detector", uuid.uuid4().hex)
+            store.put("detector/fit", fit)
+            detector.save(path)
+    return detector
+
+
+def _detection_rows(store, detector, x_eval, y_eval, attacks, source, eps, l2_eps, l0_eps, adaptive_steps):
+    """Every row of the tables (each attack direct and transferred, then the three adaptive attacks), stored."""
+    from keras_attdef.detect.evaluation import detection_report
+
+    rows, benign = {}, None
+    for setting, model in (("direct", None), ("transfer", source)):
+        for name, spec in attacks.items():
+            report = store.get(f"detector/{name} ({setting})", lambda: detection_report(
+                detector, x_eval, y_eval, {name: spec}, source_model=model, direct=model is None).to_dict())
+            rows.update(report["rows"])
+            benign = report["benign"]
+    for name, kwargs in ((f"PGD-{adaptive_steps} {eps:.3g} on f1 + detector", {"eps": eps}),
+                         (f"PGD-{adaptive_steps} L2 {l2_eps:g} on f1 + detector", {"eps": l2_eps, "norm": "l2"}),
+                         (f"L0 {l0_eps} features on f1 + detector", {"eps": l0_eps, "norm": "l0"})):
+        report = store.get(f"detector/{name}", lambda: detection_report(
+            detector, x_eval, y_eval, {}, adaptive={name: {**kwargs, "steps": adaptive_steps}}).to_dict())
+        rows.update(report["rows"])
+    return rows, benign
+
+
 def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_size: int | None = None,
                          eval_size: int = 1000, classifier_epochs: int = 3, generator_epochs: int = 5,
                          mask_epochs: int = 5, beta: float = 1.0, noise: str = "uniform", squeeze_bits: int | None = None,
@@ -106,11 +155,8 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
     Returns:
         The Markdown table with its notes.
     """
-    import keras
-
     from keras_attdef import models
-    from keras_attdef.detect import LatentAttentionDetector
-    from keras_attdef.detect.evaluation import DetectionReport, detection_report
+    from keras_attdef.detect.evaluation import DetectionReport
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,38 +173,12 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
     if unknown:
         raise ValueError(f"Unknown mask attacks {sorted(unknown)}; choose among "
                          f"{sorted(spec.name for spec in attacks.values())}.")
-    path = out / "detector.keras"
-    if path.exists():
-        detector = keras.models.load_model(path)
-    else:
-        store.bind("detector", uuid.uuid4().hex)  # a new detector: rows measured on an old one go
-        detector = LatentAttentionDetector(classifier, beta=beta, noise=noise, squeeze_bits=squeeze_bits,
-                                           median_size=median_size)
-        store.put("detector/fit", detector.fit(x, y, generator_epochs, mask_epochs, verbose=verbose, seed=seed,
-                                               mask_attacks=hardening, mask_attack_size=mask_attack_size))
-        detector.save(path)
-    if calibrate_pass_rate is not None:
-        before = detector.threshold
-        threshold = detector.calibrate(x[-CALIBRATION_SIZE:], calibrate_pass_rate)  # benign, not the test images
-        if before is None or not np.isclose(before, threshold):  # a changed detector: its old rows go
-            fit = store.get("detector/fit", lambda: None)
-            store.bind("detector", uuid.uuid4().hex)
-            store.put("detector/fit", fit)
-            detector.save(path)
-    rows, benign = {}, None
-    for setting, model in (("direct", None), ("transfer", source)):
-        for name, spec in attacks.items():
-            report = store.get(f"detector/{name} ({setting})", lambda: detection_report(
-                detector, x_eval, y_eval, {name: spec}, source_model=model, direct=model is None).to_dict())
-            rows.update(report["rows"])
-            benign = report["benign"]
-    l2_eps, l0_eps = L2_EPS[dataset], 2 * int(JSMA_GAMMA * x[0].size / 2)  # JSMA's: pairs of features
-    for name, kwargs in ((f"PGD-{adaptive_steps} {eps:.3g} on f1 + detector", {"eps": eps}),
-                         (f"PGD-{adaptive_steps} L2 {l2_eps:g} on f1 + detector", {"eps": l2_eps, "norm": "l2"}),
-                         (f"L0 {l0_eps} features on f1 + detector", {"eps": l0_eps, "norm": "l0"})):
-        report = store.get(f"detector/{name}", lambda: detection_report(
-            detector, x_eval, y_eval, {}, adaptive={name: {**kwargs, "steps": adaptive_steps}}).to_dict())
-        rows.update(report["rows"])
+    detector = _fitted_detector(out / "detector.keras", store, classifier, x, y, hardening, beta=beta, noise=noise,
+                                squeeze_bits=squeeze_bits, median_size=median_size, generator_epochs=generator_epochs,
+                                mask_epochs=mask_epochs, verbose=verbose, seed=seed, mask_attack_size=mask_attack_size,
+                                calibrate_pass_rate=calibrate_pass_rate)
+    rows, benign = _detection_rows(store, detector, x_eval, y_eval, attacks, source, eps, L2_EPS[dataset],
+                                   2 * int(JSMA_GAMMA * x[0].size / 2), adaptive_steps)  # L0: JSMA's pairs of features
     table = DetectionReport(rows, benign).to_markdown()
     text = f"{table}\n\nData: {description}. Detector: LAN beta {beta:g}, {noise} noise" + \
            (f", G's input median-filtered {median_size}x{median_size}" if median_size else "") + \
