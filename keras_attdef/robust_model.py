@@ -93,6 +93,8 @@ class RobustModel(keras.Model):
         self._inner_jit = jit_compile is True and replicas > 1
         if self._inner_jit:
             jit_compile = False  # whole-step XLA fails under a strategy; see _adversarial_gradients
+        if self._inner_jit:
+            _check_mirrored(self.auxiliary_models)
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
         warn_if_onednn_off()
         # Optimizer state exists from here on: a model saved before fit keeps it, and a step whose first
@@ -200,3 +202,17 @@ class RobustModel(keras.Model):
                                                                      custom_objects=custom_objects)
         config["defense"] = defenses_module.deserialize(config["defense"])
         return cls(**config)
+
+
+def _check_mirrored(models) -> None:
+    """Under a strategy, XLA cannot read a variable placed on another replica's device: a defence's teacher
+    built outside `strategy.scope()` fails at the first step with an unhelpful graph error."""
+    for model in models:
+        weights = getattr(model, "weights", [])
+        if weights and not isinstance(getattr(weights[0], "value", weights[0]), tf.distribute.DistributedValues):
+            raise ValueError(
+                f"The defence's {getattr(model, 'name', 'auxiliary')!r} model was built outside the distribution "
+                "strategy's scope, and XLA (jit_compile=True) cannot read its weights from the other replicas. "
+                "Create or load it inside `with strategy.scope():` (e.g. keras.models.load_model there), or "
+                "compile without jit_compile.")
+

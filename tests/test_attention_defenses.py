@@ -18,8 +18,10 @@ def test_every_preset_trains_with_xla_under_mirrored_strategy(name, trained_lene
     # strategy needs) and every term's per-replica scaling. Whole-step XLA without a strategy is checked
     # step for step in test_robust_model.py.
     x, y = mnist_train[0][:128], mnist_train[1][:128]
-    defense = PRESETS[name].from_options(eps=0.3, steps=2, step_size=0.15, teacher=trained_lenet)
-    with mirrored_strategy.scope():
+    with mirrored_strategy.scope():  # a teacher XLA reads on every replica is built inside the scope
+        teacher = keras.models.clone_model(trained_lenet)
+        teacher.set_weights(trained_lenet.get_weights())
+        defense = PRESETS[name].from_options(eps=0.3, steps=2, step_size=0.15, teacher=teacher)
         robust = RobustModel(models.lenet(), defense=defense)
         robust.compile(optimizer="adam", metrics=["accuracy"], jit_compile=True)
     assert robust._inner_jit
@@ -33,6 +35,14 @@ def test_every_preset_trains_with_xla_under_mirrored_strategy(name, trained_lene
     assert all(np.isfinite(v[-1]) for v in logs.values())
     for name in defense.metric_names:  # logged shares, not losses
         assert 0.0 <= logs[name][-1] <= 1.0
+
+
+def test_a_teacher_built_outside_the_strategy_is_a_clear_error_under_xla(trained_lenet, mirrored_strategy):
+    with mirrored_strategy.scope():
+        robust = RobustModel(models.lenet(), defense=defenses.atat(trained_lenet, steps=1))
+        with pytest.raises(ValueError, match="inside `with strategy.scope"):
+            robust.compile(optimizer="adam", jit_compile=True)
+        robust.compile(optimizer="adam")  # without XLA the replicas read it through the strategy
 
 
 def test_trades_warns_about_a_few_step_kl_attack():
