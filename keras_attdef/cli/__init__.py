@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from keras_attdef.cli import evaluate, experiments, train
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Runs one subcommand; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["keras-attdef", *argv])  # what the provenance of a result records
     outcome = args.func(args)
     return outcome if isinstance(outcome, int) else 0
 

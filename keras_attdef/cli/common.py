@@ -1,8 +1,5 @@
-"""What several subcommands share: the dataset flag, loading a saved classifier, the command line itself."""
+"""What several subcommands share: the dataset flag and loading a saved classifier."""
 from __future__ import annotations
-
-import shlex
-import sys
 
 from keras_attdef.datasets import SUPPORTED
 
@@ -20,9 +17,3 @@ def load_classifier(path):
     from keras_attdef.models import unwrap
 
     return unwrap(keras.models.load_model(path))
-
-
-def command_line() -> str:
-    """The command as the user typed it (`keras-attdef ...`), for provenance."""
-    program = "keras-attdef" if sys.argv and sys.argv[0].endswith("keras-attdef") else shlex.join(sys.argv[:1])
-    return shlex.join([program, *sys.argv[1:]])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import sys
 
-from keras_attdef.cli.common import add_data_flags, command_line
+from keras_attdef.cli.common import add_data_flags
 
 
 def call_with_flags(function, args, **overrides):
@@ -98,7 +98,7 @@ def detect(args) -> str:
 
     text = call_with_flags(detection_experiment, args, out=args.out or f"runs/detect_{args.dataset}",
                            mask_attacks=tuple(a for a in args.mask_attacks.split(",") if a))
-    print(f"Command: `{command_line()}`\n\n{text}")
+    print(f"Command: `{args.command_line}`\n\n{text}")
     return text
 
 
@@ -132,8 +132,8 @@ def reproduce(args) -> str:
 
     protocol = call_with_flags(Protocol, args)
     table = reproduce_mnist(args.out, args.presets, protocol, args.data_dir, args.suite, verbose=args.verbose,
-                            results_dir=args.publish, command=command_line())
-    print(f"Command: `{command_line()}`\n\n{table}")
+                            results_dir=args.publish, command=args.command_line)
+    print(f"Command: `{args.command_line}`\n\n{table}")
     return table
 
 
@@ -164,8 +164,8 @@ def ablate(args) -> str:
 
     table = call_with_flags(run_ablation, args, out=args.out or f"runs/ablate_{args.family}",
                             variants=args.variants or FAMILIES[args.family], experiment=f"ablate_{args.family}",
-                            results_dir=args.publish, command=command_line())
-    print(f"Command: `{command_line()}`\n\n{table}")
+                            results_dir=args.publish, command=args.command_line)
+    print(f"Command: `{args.command_line}`\n\n{table}")
     return table
 
 

@@ -6,7 +6,7 @@ import math
 import time
 from pathlib import Path
 
-from keras_attdef.cli.common import add_data_flags, command_line
+from keras_attdef.cli.common import add_data_flags
 from keras_attdef.defenses.presets import PRESETS
 from keras_attdef.models import REGISTRY as MODELS
 
@@ -167,11 +167,11 @@ def run(args) -> dict:
         from keras_attdef.defenses import serialize
 
         summary = {"defense": args.defense, "config": serialize(defense), "architecture": architecture,
-                   "train_seconds": train_seconds, "command": command_line()}
+                   "train_seconds": train_seconds, "command": args.command_line}
         (out / "result.json").write_text(json.dumps(summary, indent=2))
         return summary
     evaluation = _evaluate(args, robust, out)
-    record = training_record(args, defense, architecture, train_seconds, evaluation, command_line())
+    record = training_record(args, defense, architecture, train_seconds, evaluation, args.command_line)
     (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.publish:
         for path in publish_training(record, robust.base_model, args.publish):

@@ -71,6 +71,7 @@ VARIANTS = {
     "trades_cam": ("TRADES on the class-activation head (small_cam_lenet)", "trades", {"model": "small_cam_lenet"}),
     "madry_cam": ("madry on the class-activation head (small_cam_lenet)", "madry", {"model": "small_cam_lenet"}),
     "attn_trades": ("TRADES + signed Grad-CAM, floored cosine, weight 1, ramped in", "attention_trades", {}),
+    "attn_trades_w10": ("TRADES + signed Grad-CAM, floored cosine, weight 10", "attention_trades", {"weight": 10.0}),
     "attn_trades_cam": ("the same on the class-activation head (the map's mean is the logit)", "attention_trades",
                         {"model": "small_cam_lenet"}),
     "attn_trades_kl": ("TRADES + signed maps, spatial-softmax KL", "attention_trades", {"distance": "softmax_kl"}),
@@ -87,8 +88,9 @@ FAMILIES = {
             "alpha_1", "aad_step_ll", "grad_x_activation"],
     "pairing": ["plain", "madry", "clean_and_adv", "alp", "at_alp", "at_alp_no_pair", "atat", "atat_no_transfer",
                 "atat_no_pair", "atat_light_transfer", "atat_robust_teacher"],
-    "attention": ["madry", "trades", "attn_trades", "attn_trades_cam", "trades_cam", "attn_trades_kl",
-                  "attn_trades_contrastive", "attn_madry", "attn_trades_relu", "madry_cam", "attn_trades_joint"],
+    "attention": ["madry", "trades", "attn_trades", "attn_trades_w10", "attn_trades_cam", "trades_cam",
+                  "attn_trades_kl", "attn_trades_contrastive", "attn_madry", "attn_trades_relu", "madry_cam",
+                  "attn_trades_joint"],
 }
 # Families whose variants get the extra stages (per-point outcomes, the map-adaptive attack, attention IoU).
 ADAPTIVE_FAMILIES = ("attention",)

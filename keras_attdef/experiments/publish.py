@@ -192,7 +192,7 @@ def add_paired_tests(records: list, references=("madry", "trades")) -> None:
                 continue
             theirs = points[reference]
             wins, losses = int(np.sum(mine & ~theirs)), int(np.sum(~mine & theirs))
-            record["metrics"][f"p vs {reference}"] = round(sign_test(wins, losses), 4)
+            record["metrics"][f"p vs {reference}"] = float(f"{sign_test(wins, losses):.3g}")
 
 
 def ablation_experiment(experiment: str, variants, setting: dict, command: str, adaptive: bool = False) -> dict:
