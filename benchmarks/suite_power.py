@@ -72,9 +72,12 @@ def main(argv=None):
     parser.add_argument("--base", default="bfdf59d", help="the commit of the old suite")
     parser.add_argument("--head", default="HEAD")
     parser.add_argument("--data", default=os.environ.get("KERAS_ATTDEF_DATA"), help="the offline data folder")
+    parser.add_argument("--only", nargs="+", default=None, help="run only the mutations whose names contain these")
     args = parser.parse_args(argv)
     rows = []
     for name, mutation in MUTATIONS.items():
+        if args.only and not any(word in name for word in args.only):
+            continue
         outcome = {}
         for label, commit in (("old", args.base), ("new", args.head)):
             caught, seconds, last = run(commit, mutation, args.data)

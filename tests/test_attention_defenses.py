@@ -181,3 +181,15 @@ def test_attention_shift_leaves_out_empty_maps_instead_of_reading_them_as_iou_on
     assert shift.empty_maps == 1.0 and shift.num_images == 32
     assert all(np.isnan(shift.succeeded[k]) and np.isnan(shift.failed[k]) for k in shift.cells)
     assert "all-zero Grad-CAM map" in shift.to_markdown() and "n/a" in shift.to_markdown()
+
+
+def test_trades_kl_term_is_kl_of_clean_to_adversarial_predictions(mnist_train):
+    x, y = tf.constant(mnist_train[0][:16]), tf.constant(mnist_train[1][:16])
+    net = models.lenet(dropout=0)
+    adv = tf.clip_by_value(x + 0.3 * tf.sign(tf.random.stateless_normal(x.shape, seed=[1, 2])), 0.0, 1.0)
+    out = defenses.trades(steps=7).loss_terms(net, x, y, adv)
+    p = tf.nn.softmax(net(x)).numpy().astype("float64")
+    q = tf.nn.softmax(net(adv)).numpy().astype("float64")
+    expected = np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=-1))
+    assert expected > 1e-4 and float(out.terms["kl"]) == pytest.approx(expected, rel=1e-3)
+    np.testing.assert_array_equal(out.task_logits.numpy(), out.clean_logits.numpy())  # CE on clean inputs
