@@ -51,6 +51,9 @@ def cached_model(name: str, seed: int, build):
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.keras")
     model.save(partial)
     os.replace(partial, path)
+    for stale in FIXTURE_CACHE.glob(f"{name}-seed{seed}-*.keras"):  # made by other code: never read again
+        if stale != path and ".partial" not in stale.name:
+            stale.unlink(missing_ok=True)
     return model
 
 
