@@ -19,8 +19,8 @@ from keras_attdef.backend import require_tensorflow_backend as _require_tensorfl
 
 _require_tensorflow_backend()
 
-from keras_attdef import (analysis, attacks, attention, callbacks, certify, datasets, defenses, detect, evaluation,
-                          losses, models)
+from keras_attdef import (analysis, attacks, attention, callbacks, certify, datasets, defenses, detect,
+                          distribute, evaluation, losses, models)
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation import autoattack, evaluate, evaluate_robustness
 from keras_attdef.robust_model import RobustModel
@@ -29,5 +29,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttackSpec", "RobustModel", "analysis", "attacks", "attention", "autoattack", "callbacks", "certify", "datasets",
-    "defenses", "detect", "evaluate", "evaluate_robustness", "evaluation", "losses", "models",
+    "defenses", "detect", "distribute", "evaluate", "evaluate_robustness", "evaluation", "losses", "models",
 ]

@@ -1,6 +1,10 @@
-"""Training callbacks: a wall-clock budget, and guards against catastrophic overfitting and collapse."""
+"""Training callbacks: a wall-clock budget, guards against catastrophic overfitting and collapse, backups."""
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
 import time
 import warnings
 
@@ -243,3 +247,80 @@ class CollapseMonitor(_EpochGuard):
         return (f"Training collapsed after epoch {epoch + 1} on {len(self.y)} held-out images: "
                 + "; ".join(problems) + ". A loss term is being met vacuously: ramp the budget (warmup_steps), "
                 "lower the learning rate or the term's weight, or start from trained weights.")
+
+
+class BackupAndRestore(keras.callbacks.Callback):
+    """Backs training up after every epoch and resumes from the last backup, on one worker or several.
+
+    Keras's `BackupAndRestore` on several workers has every worker write the same files (and the first
+    to finish delete them); a worker killed while writing leaves a torn file. Here each worker keeps its own
+    copy in `backup_dir/worker-<index>` (the weights are the same on every worker, so no shared filesystem
+    is needed), the weights of epoch `e` go to their own file, and a small JSON that names the last complete
+    one is replaced atomically after it: a kill at any moment leaves the previous backup whole. Restarted
+    with the same `fit` call, training skips the epochs already done and goes on from the restored weights,
+    optimizer state and step counter (so the eps ramp continues where it was).
+
+    For the resumed run to match an uninterrupted one bit for bit, each epoch's data must not depend on how
+    many epochs this process has run (no unseeded shuffle) and the defence's attack must not draw random
+    starts from TensorFlow's global generator (it restarts with the process).
+
+    Args:
+        backup_dir: where the backups live (kept between runs; removed after a run that finishes unless
+            `delete_on_finish=False`).
+        delete_on_finish: remove this worker's backups when `fit` completes all its epochs.
+
+    Example:
+
+    >>> backup = BackupAndRestore("/tmp/run1-backup")
+    >>> # robust.fit(ds, epochs=10, callbacks=[backup])   # killed at epoch 6? run it again: it resumes at 6
+    """
+
+    def __init__(self, backup_dir: str, delete_on_finish: bool = True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("backup_dir must name a directory (it is created if missing).")
+        self.backup_dir = str(backup_dir)
+        self.delete_on_finish = delete_on_finish
+        self.restored_epoch = 0
+
+    @property
+    def directory(self) -> str:
+        """This worker's backup directory."""
+        from keras_attdef import distribute
+
+        strategy = self.model.distribute_strategy
+        if not distribute.is_multi_worker(strategy):
+            return self.backup_dir
+        return os.path.join(self.backup_dir, f"worker-{distribute.worker_index(strategy)}")
+
+    def _state_path(self) -> str:
+        return os.path.join(self.directory, "state.json")
+
+    def on_train_begin(self, logs=None):
+        if not os.path.exists(self._state_path()):
+            return
+        with open(self._state_path()) as file:
+            state = json.load(file)
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.directory, state["weights"]))
+        self.restored_epoch = self.model._initial_epoch = int(state["epoch"])  # noqa: SLF001 (Keras's own hook)
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        weights = f"epoch-{epoch + 1}.weights.h5"
+        self.model.save_weights(os.path.join(self.directory, weights), overwrite=True)
+        partial = self._state_path() + ".partial"
+        with open(partial, "w") as file:
+            json.dump({"epoch": epoch + 1, "weights": weights}, file)
+        os.replace(partial, self._state_path())
+        for name in os.listdir(self.directory):  # older epochs' weights, and any torn write
+            if name.endswith(".weights.h5") and name != weights:
+                os.remove(os.path.join(self.directory, name))
+
+    def on_train_end(self, logs=None):
+        finished = not self.model.stop_training
+        if self.delete_on_finish and finished and os.path.isdir(self.directory):
+            shutil.rmtree(self.directory)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.backup_dir)  # the last worker to finish removes the shared parent

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_attdef import defenses as defenses_module
+from keras_attdef import distribute
 from keras_attdef.cpu import warn_if_onednn_off
 from keras_attdef.attacks._checks import check_labels, check_range
 from keras_attdef.attacks.spec import as_spec
@@ -105,6 +106,23 @@ class RobustModel(keras.Model):
         # Keras skips compile on load when compile is overridden; ours only adds defaults, so run it.
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
+
+    # -- several machines (keras-team/keras#20585; see keras_attdef.distribute) -------------------
+    def fit(self, *args, **kwargs):
+        with distribute.keras_fixes(self.distribute_strategy):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with distribute.keras_fixes(self.distribute_strategy):
+            return super().evaluate(*args, **kwargs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and distribute.is_multi_worker(self.distribute_strategy):
+            for _, _, batches in iterator:  # as Keras does, but building on one replica's part of the batch
+                data_batch = distribute.local_part(self.distribute_strategy, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # -- steps ------------------------------------------------------------------------------------
     def _prepare(self, data):
