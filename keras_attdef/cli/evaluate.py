@@ -23,7 +23,14 @@ def add_parsers(sub) -> None:
     evaluate.add_argument("--batch-size", type=int, default=500)
     evaluate.add_argument("--out", default=None, help="folder for report.md, report.json and the PNG plots")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--shard", default=None, metavar="I/N",
+                          help="evaluate only the I-th of N slices of the points (from 0) and write a partial "
+                               "report to --out; `keras-attdef merge` joins the N partials into the full report")
     evaluate.set_defaults(func=evaluate_command)
+    merge = sub.add_parser("merge", help="join the partial reports of `evaluate --shard I/N` into one report")
+    merge.add_argument("partials", nargs="+", help="the partial.json files, one per shard")
+    merge.add_argument("--out", default=None, help="folder for report.md, report.json and the PNG plots")
+    merge.set_defaults(func=merge_command)
     attack = sub.add_parser("attack", help="adversarial examples of a saved .keras model, written to an .npz")
     attack.add_argument("model_path")
     attack.add_argument("--attack", default="apgd_ce", choices=registered_attacks(), help="a registered attack")
@@ -43,9 +50,43 @@ def evaluate_command(args) -> dict:
 
     model = load_classifier(args.model_path)
     x, y = datasets.load(args.dataset, "test", args.data_dir, False, args.eval_size)
+    if args.shard:
+        return _evaluate_shard(args, model, x, y)
     source = load_classifier(args.source) if args.source else None
     report = evaluate_model(model, x, y, args.eps, args.norm, args.suite, source_model=source,
                             batch_size=args.batch_size, seed=args.seed, name=Path(args.model_path).name)
+    print(report.to_markdown())
+    if args.out:
+        for kind, path in report.save(args.out).items():
+            print(f"{kind}: {path}")
+    return report.to_dict()
+
+
+def _evaluate_shard(args, model, x, y) -> dict:
+    from keras_attdef.evaluation import shards
+
+    if args.source:
+        raise SystemExit("--source (transfer) is not split into shards: run it unsplit.")
+    if not args.out:
+        raise SystemExit(f"--shard {args.shard} writes a partial report: give --out (a folder per shard).")
+    try:
+        partial = shards.evaluate_shard(model, x, y, args.eps, args.shard, label=Path(args.model_path).name,
+                                        norm=args.norm, suite=args.suite, batch_size=args.batch_size, seed=args.seed)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    path = shards.save_partial(partial, args.out)
+    print(f"shard {args.shard}: points {partial['start']}-{partial['stop']} of {partial['num_points']} in "
+          f"{partial['seconds']:.0f} s; wrote {path}. Merge all {partial['shards']} with `keras-attdef merge`.")
+    return partial
+
+
+def merge_command(args) -> dict:
+    from keras_attdef.evaluation import shards
+
+    try:
+        report = shards.merge(args.partials)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     print(report.to_markdown())
     if args.out:
         for kind, path in report.save(args.out).items():

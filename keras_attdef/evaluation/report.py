@@ -247,31 +247,64 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     start = time.time()
     base = unwrap(model)
     x, y = check_inputs(base, x, y)
-    tf.random.set_seed(seed)
+    outcomes = measure(base, x, y, eps, norm, suite, source_model, eps_fractions, steps_grid, batch_size, seed,
+                       progress)
+    return assemble(outcomes, name or getattr(base, "name", "model"), time.time() - start)
+
+
+def measure(base, x, y, eps: float, norm: str = "linf", suite: str = "autoattack", source_model=None,
+            eps_fractions=(0.25, 0.5, 0.75, 1.0, 1.25), steps_grid=(1, 2, 5, 10, 20, 50), batch_size: int = 500,
+            seed: int = 0, progress: bool = True, first_points: tuple | None = None) -> dict:
+    """What `evaluate` measures, per point: `{"correct": {row: bool array}, ...}` with the settings beside.
+
+    Every batch restarts the attacks' random streams from `seed` (see `evaluate_robustness`), so outcomes on
+    a slice of the points that starts at a batch boundary equal the whole run's on that slice: shards of
+    one evaluation are measured separately and `assemble`d together (`keras_attdef.evaluation.shards`).
+    The model checks and the loss landscape look at the first points: `first_points=(x, y)` of the whole
+    evaluation when `x` is a slice of it.
+    """
+    audit_x, audit_y = first_points or (x, y)
     attacks = suite_attacks(eps, norm, suite, seed)
-    table = evaluate_robustness(base, (x, y), attacks, batch_size=batch_size, progress=progress)
-    accuracy, correct = dict(table.accuracy), dict(table.correct)
+    correct = dict(evaluate_robustness(base, (x, y), attacks, batch_size, progress, seed=seed).correct)
     black_box = [n for n, spec in attacks.items() if spec.name in BLACK_BOX]
     if source_model is not None:
         row = "transfer (PGD-20 from source)"
         correct[row] = transfer_correct(source_model, base, x, y, AttackSpec("pgd", eps=eps, steps=20, norm=norm),
                                         batch_size)
-        accuracy[row] = float(correct[row].mean())
         black_box.append(row)
-        accuracy["worst case"] = float(np.logical_and.reduce(list(correct.values())).mean())  # per point
     curve_rows = {f"eps {f * eps:g}": AttackSpec("pgd", eps=f * eps, steps=20, norm=norm) for f in eps_fractions if f > 0}
     curve_rows.update({f"steps {s}": AttackSpec("pgd", eps=eps, steps=s, step_size=eps / 4, norm=norm)
                        for s in steps_grid})
-    curves = evaluate_robustness(base, (x, y), curve_rows, batch_size=batch_size, progress=progress).accuracy
-    eps_curve = {0.0: accuracy["clean"], **{f * eps: curves[f"eps {f * eps:g}"] for f in eps_fractions if f > 0}}
-    steps_curve = {s: curves[f"steps {s}"] for s in steps_grid}
-    white_box = [n for n in attacks if n not in black_box]
-    flags = {**model_checks(base, x, y),
-             **curve_checks({k: v for k, v in accuracy.items() if k not in ("clean", "worst case")}, accuracy["clean"],
-                            white_box, black_box, eps_curve, steps_curve, len(y), correct,
-                            [n for n in white_box if n in attacks and attacks[n].name in SINGLE_STEP])}
-    label = name or getattr(base, "name", "model")
-    if suite == "autoattack":
+    curves = evaluate_robustness(base, (x, y), curve_rows, batch_size, progress, seed=seed).correct
+    return {"eps": float(eps), "norm": norm, "suite": suite, "seed": int(seed), "batch_size": int(batch_size),
+            "eps_fractions": [float(f) for f in eps_fractions], "steps_grid": [int(s) for s in steps_grid],
+            "attacks": {n: s.get_config() for n, s in attacks.items()}, "black_box": black_box,
+            "single_step": [n for n, spec in attacks.items() if spec.name in SINGLE_STEP],
+            "correct": {**correct, **{n: c for n, c in curves.items() if n != "clean"}},
+            "model_checks": model_checks(base, audit_x, audit_y),
+            "landscape": loss_landscape(base, audit_x, audit_y, eps)}
+
+
+def assemble(outcomes: dict, label: str, seconds: float) -> EvaluationReport:
+    """The report of `measure`'s outcomes: accuracies, the per-point worst case, curves and the audit."""
+    correct, eps = outcomes["correct"], outcomes["eps"]
+    curve_names = {f"eps {f * eps:g}" for f in outcomes["eps_fractions"] if f > 0}
+    curve_names |= {f"steps {s}" for s in outcomes["steps_grid"]}
+    rows = [n for n in correct if n not in curve_names]
+    accuracy = {n: float(np.mean(correct[n])) for n in rows}
+    if len(rows) > 1:
+        accuracy["worst case"] = float(np.logical_and.reduce([correct[n] for n in rows]).mean())  # per point
+    eps_curve = {0.0: accuracy["clean"], **{f * eps: float(np.mean(correct[f"eps {f * eps:g}"]))
+                                            for f in outcomes["eps_fractions"] if f > 0}}
+    steps_curve = {s: float(np.mean(correct[f"steps {s}"])) for s in outcomes["steps_grid"]}
+    black_box = outcomes["black_box"]
+    white_box = [n for n in rows if n not in black_box and n != "clean"]
+    attacked = {k: v for k, v in accuracy.items() if k not in ("clean", "worst case")}
+    num_points = len(correct["clean"])
+    flags = {**outcomes["model_checks"],
+             **curve_checks(attacked, accuracy["clean"], white_box, black_box, eps_curve, steps_curve, num_points,
+                            {n: correct[n] for n in rows}, [n for n in white_box if n in outcomes["single_step"]])}
+    if outcomes["suite"] == "autoattack":
         label += ", worst case = AutoAttack-style (standard parts: APGD-CE, APGD-T, FAB-T, Square)"
-    return EvaluationReport(label, float(eps), norm, len(y), accuracy, {n: s.get_config() for n, s in attacks.items()},
-                            eps_curve, steps_curve, flags, loss_landscape(base, x, y, eps), time.time() - start)
+    return EvaluationReport(label, eps, outcomes["norm"], num_points, accuracy, outcomes["attacks"], eps_curve,
+                            steps_curve, flags, outcomes["landscape"], seconds)

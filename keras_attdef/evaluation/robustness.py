@@ -94,7 +94,7 @@ def adversarial_examples(model, x, y, attack, batch_size: int = 256, clip_min: f
 
 
 def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progress: bool = True,
-                        clip_min: float = 0.0, clip_max: float = 1.0) -> RobustnessReport:
+                        clip_min: float = 0.0, clip_max: float = 1.0, seed: int | None = None) -> RobustnessReport:
     """Accuracy on clean inputs and under each attack.
 
     Args:
@@ -105,6 +105,9 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
         progress: show a progress bar.
         clip_min: smallest valid input value (passed to every attack).
         clip_max: largest valid input value.
+        seed: if given, TensorFlow's global seed is set to it before every batch, which restarts each
+            compiled attack's random stream: a batch's outcome then depends only on its points, not on the
+            batches before it (so an evaluation split into shards at batch boundaries matches the whole).
 
     Returns:
         A `RobustnessReport`; `report.accuracy` maps row names to accuracies in [0, 1].
@@ -125,6 +128,8 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
         total = None if isinstance(data, tf.data.Dataset) else -(-len(data[0]) // batch_size)
         batches = tqdm(batches, total=total, desc="robustness", unit="batch")
     for x, y in batches:
+        if seed is not None:
+            tf.random.set_seed(seed)
         x = tf.convert_to_tensor(x, tf.float32)
         y = check_labels(y, x)
         correct["clean"].append((predict(x) == y).numpy())
