@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput (images/s) of plain Keras and RobustModel defences on LeNet/MNIST, same process.
 
-    python benchmarks/train_throughput.py [--steps 60] [--batch-size 128] [--configs plain madry aad]
+    python benchmarks/train_throughput.py [--steps 60] [--batch-size 128] [--configs plain madry aad] [--jit]
 
 Prints a Markdown table with each configuration's images/s and its ratio to plain Keras training.
 """
@@ -78,6 +78,7 @@ def main(argv=None):
     parser.add_argument("--configs", nargs="*", default=None, help="substrings of configuration names")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs per configuration, interleaved; the best counts (the VM is noisy)")
+    parser.add_argument("--jit", action="store_true", help="compile every model with XLA (for GPUs)")
     args = parser.parse_args(argv)
     x, y = datasets.load("mnist", "train", limit=args.batch_size * 20)
     ds = datasets.as_dataset(x, y, args.batch_size, shuffle=True, seed=0, drop_remainder=True, repeat=True)
@@ -90,13 +91,13 @@ def main(argv=None):
         if make is None:
             model = base
             model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=["accuracy"])
+                          metrics=["accuracy"], jit_compile=args.jit)
         elif make is HandWrittenPGD:
             model = HandWrittenPGD(base)
-            model.compile(optimizer="adam")
+            model.compile(optimizer="adam", jit_compile=args.jit)
         else:
             model = RobustModel(base, defense=make(), eval_attack=None)
-            model.compile(optimizer="adam", metrics=["accuracy"])
+            model.compile(optimizer="adam", metrics=["accuracy"], jit_compile=args.jit)
         model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # trace and warm up
         compiled[name] = model
     rates = {name: [] for name in compiled}

@@ -52,6 +52,10 @@ def add_parsers(sub) -> None:
                             "RESULTS_DIR/<experiment>/, where `keras-attdef report` reads them")
     train.add_argument("--experiment", default="train", help="the experiment name of the result record")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--multi-worker", action="store_true",
+                       help="one of several workers: run the same command on every machine, each with its own "
+                            "TF_CONFIG (README, 'Training on several machines'); --batch-size is the global batch, "
+                            "worker 0 saves and evaluates")
     train.add_argument("--jit", action="store_true", help="compile with XLA (for GPUs; slower on CPU)")
     train.add_argument("--verbose", type=int, default=2)
     train.set_defaults(func=run)
@@ -84,11 +88,12 @@ def step_schedule(lr: float, drop_epoch: int):
     return lambda epoch, _current=None: lr * (0.1 if epoch >= drop_epoch else 1.0)
 
 
-def _fit(args, out: Path):
+def _fit(args, out: Path, strategy):
     """Builds, trains and saves the model; returns `(robust, defense, architecture, train_seconds)`."""
     import keras
 
-    from keras_attdef import RobustModel, datasets, models
+    from keras_attdef import RobustModel, datasets, distribute, models
+    from keras_attdef.callbacks import BackupAndRestore
 
     x_train, y_train = datasets.load(args.dataset, "train", args.data_dir, args.download, args.train_limit)
     print(f"data: {len(x_train)} training images of shape {x_train.shape[1:]}")
@@ -97,17 +102,21 @@ def _fit(args, out: Path):
     defense = preset.from_options(**defense_options(args, preset, steps_per_epoch))
     print(f"defence: {defense}")
     architecture = args.model or preset.model or ("cifarnet" if args.dataset == "cifar10" else "lenet")
-    robust = RobustModel(models.get(architecture)(input_shape=x_train.shape[1:]), defense=defense)
-    robust.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"], jit_compile=args.jit)
-    callbacks = [keras.callbacks.BackupAndRestore(str(out / "backup")),  # a killed run resumes from the last epoch
-                 keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)]
+    with strategy.scope():
+        robust = RobustModel(models.get(architecture)(input_shape=x_train.shape[1:]), defense=defense)
+        robust.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=["accuracy"], jit_compile=args.jit)
+    index = distribute.worker_index(strategy)
+    log = out / ("history.csv" if index == 0 else f"history-worker-{index}.csv")
+    callbacks = [BackupAndRestore(str(out / "backup")),  # a killed run (or worker) resumes from the last epoch
+                 keras.callbacks.CSVLogger(str(log), append=True)]
     if args.lr_drop_epochs:
         callbacks.insert(0, keras.callbacks.LearningRateScheduler(step_schedule(args.lr, args.epochs - args.lr_drop_epochs)))
     train_ds = datasets.as_dataset(x_train, y_train, args.batch_size, shuffle=True, seed=args.seed)
     start = time.time()
     robust.fit(train_ds, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
     train_seconds = time.time() - start
-    robust.save(out / "model.keras")
+    if index == 0:  # the weights are the same on every worker: one writes them
+        robust.save(out / "model.keras")
     return robust, defense, architecture, train_seconds
 
 
@@ -154,15 +163,30 @@ def _attention_picture(model, x, y, eps: float, out: Path) -> str | None:
 def run(args) -> dict:
     """Trains, evaluates and writes `result.json` (a result record when evaluated; see `keras_attdef.results`)."""
     import keras
+    import tensorflow as tf
+
+    from keras_attdef import distribute
 
     from keras_attdef.experiments.publish import publish_training, training_record
 
     if not 0 <= args.lr_drop_epochs <= args.epochs:
         raise SystemExit(f"--lr-drop-epochs must be between 0 and --epochs ({args.epochs}); got {args.lr_drop_epochs}.")
+    # The strategy first: a multi-worker one must exist before any other TensorFlow operation.
+    strategy = tf.distribute.get_strategy()
+    if args.multi_worker:
+        try:
+            strategy = distribute.multi_worker_strategy(timeout_seconds=600)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    robust, defense, architecture, train_seconds = _fit(args, out)
+    robust, defense, architecture, train_seconds = _fit(args, out, strategy)
+    if distribute.worker_index(strategy) != 0:
+        print(f"worker {distribute.worker_index(strategy)}: trained; worker 0 saves and evaluates.")
+        return {"train_seconds": train_seconds}
+    if args.multi_worker:  # evaluate the saved model outside the strategy: the other workers have left
+        robust = keras.models.load_model(out / "model.keras")
     if not args.eval_size:
         from keras_attdef.defenses import serialize
 
