@@ -27,13 +27,13 @@ def _free_ports(count=2):
     return ",".join(map(str, ports))
 
 
-def _launch(tmp_path, defense="madry", backup=None, die_at_epoch=None):
+def _launch(tmp_path, defense="madry", backup=None, die_at_epoch=None, extra=()):
     """Runs both workers to the end; returns their exit codes."""
     ports = _free_ports()
     processes = []
     for index in (0, 1):
         command = [sys.executable, str(JOB), "--index", str(index), "--ports", ports, "--defense", defense,
-                   "--out", str(tmp_path / "out")]
+                   "--out", str(tmp_path / "out"), *extra]
         command += ["--backup", str(backup)] if backup else []
         command += ["--die-at-epoch", str(die_at_epoch)] if die_at_epoch is not None and index == 1 else []
         log = open(tmp_path / f"worker-{index}.log", "w")
@@ -118,3 +118,15 @@ def test_one_machine_is_left_alone():
     with distribute.keras_fixes(tf.distribute.get_strategy()):
         pass
     assert "TF_CONFIG" not in os.environ
+
+
+def test_every_preset_trains_on_two_workers_and_the_workers_agree(tmp_path):
+    """Two steps of each preset (ATAT with its teacher, certified on its dense net): finite losses, and the
+    two workers end with the same weights (their gradients were all-reduced, random starts notwithstanding)."""
+    from keras_attdef.defenses import PRESETS
+
+    assert _launch(tmp_path, extra=["--every-preset"]) == [0, 0], (tmp_path / "worker-0.log").read_text()[-3000:]
+    first, second = (json.loads((tmp_path / "out" / f"presets-{i}.json").read_text()) for i in (0, 1))
+    assert set(first) == set(PRESETS)
+    assert first == second
+    assert all(np.isfinite(loss) for _, loss in first.values())
