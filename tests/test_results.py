@@ -70,3 +70,15 @@ def test_weights_with_another_checksum_are_refused(tmp_path):
     weights.write_bytes(b"another model")
     with pytest.raises(ValueError, match="SHA-256 differs"):
         results.verify_weights(record, tmp_path)
+
+
+def test_every_generated_marker_is_filled():
+    """A marker the section pattern does not match would stay empty (table names hold a colon)."""
+    from keras_attdef.results import report
+
+    root = Path(__file__).resolve().parents[1]
+    for host in (root / "README.md", root / "docs" / "results.md"):
+        text = host.read_text()
+        matched = [m for m in report.SECTION.finditer(text)]
+        assert len(matched) == text.count("<!-- generated:"), host
+        assert all(m.group("body").strip() for m in matched), host

@@ -21,7 +21,7 @@ from keras_attdef.results.files import load_experiments
 from keras_attdef.tables import markdown_table, percent
 
 TABLES = Path("docs") / "tables"
-SECTION = re.compile(r"(<!-- generated:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+SECTION = re.compile(r"(<!-- generated:(?P<name>[\w.:-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
 
 def _cell(record: dict, column: str) -> str:
