@@ -254,3 +254,18 @@ def test_clear_errors_for_bad_input(trained_lenet, mnist_test):
         attacks.square(trained_lenet, x, y, eps=-1.0)
     with pytest.raises(ValueError, match="Unknown APGD loss"):
         attacks.apgd(trained_lenet, x, y, eps=0.1, loss="hinge")
+
+
+def test_evaluate_reuses_the_cascade_and_reads_as_autoattack(trained_lenet, mnist_test):
+    """`evaluate(suite="fast")` runs the AutoAttack-style parts as the cascade (each on the points the parts
+    before left): its rows are the cascade's figures on the same seed, not a second run of every attack."""
+    from keras_attdef.evaluation import autoattack, evaluate
+
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=64, progress=False,
+                      eps_fractions=(1.0,), steps_grid=(1,))
+    cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=64, progress=False)
+    assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
+    assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]
+    assert report.accuracy["worst case"] <= cascade.accuracy["robust"]
+    assert "APGD-T" not in report.accuracy

@@ -105,17 +105,30 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", version: str = "stan
         raise ValueError(f"Unknown norm {norm!r}; choose 'linf' or 'l2'.")
     base = unwrap(model)
     x, y = check_inputs(base, x, y, clip_min, clip_max)
-    attacks = suite(eps, norm, version, steps, queries, seed)
+    runners = cascade_runners(base, eps, norm, version, steps, queries, seed, clip_min, clip_max)
     tf.random.set_seed(seed)
+    result = run_cascade(base, runners, x, y, batch_size, progress)
+    result.label = f"AutoAttack-style ({version}), {'Linf' if norm == 'linf' else 'L2'} eps={eps:g}"
+    return result
+
+
+def cascade_runners(base, eps: float, norm: str = "linf", version: str = "standard", steps: int = 100,
+                    queries: int = 5000, seed: int = 0, clip_min: float = 0.0, clip_max: float = 1.0) -> dict:
+    """`{part name: compiled attack}` in cascade order: traced once per model, reused over batches."""
+    return {name: compile_attack(spec, base, clip_min, clip_max)
+            for name, spec in suite(eps, norm, version, steps, queries, seed).items()}
+
+
+def run_cascade(base, runners: dict, x, y, batch_size: int = 500, progress: bool = False) -> AutoAttackResult:
+    """The cascade of `runners` on checked inputs: each part only on the points every earlier part left."""
     correct = predict_labels(base, x, batch_size) == y
     robust = correct.copy()
     x_adv = x.copy()
     fooled_by = [None if c else "clean" for c in correct]
     accuracy = {"clean": float(correct.mean())}
     seconds = {}
-    for name, spec in attacks.items():
+    for name, run in runners.items():
         start = time.time()
-        run = compile_attack(spec, base, clip_min, clip_max)  # traced once per attack, not per chunk
         todo = np.flatnonzero(robust)
         chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
         if progress:
@@ -133,6 +146,4 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", version: str = "stan
         accuracy[f"after {name}"] = float(robust.mean())
         seconds[name] = time.time() - start
     accuracy["robust"] = float(robust.mean())
-    variant = version
-    label = f"AutoAttack-style ({variant}), {'Linf' if norm == 'linf' else 'L2'} eps={eps:g}"
-    return AutoAttackResult(x_adv, robust, fooled_by, accuracy, seconds, label)
+    return AutoAttackResult(x_adv, robust, fooled_by, accuracy, seconds, "AutoAttack-style")

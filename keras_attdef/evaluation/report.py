@@ -31,6 +31,7 @@ from keras_attdef.attacks.engine import objective_gradient
 from keras_attdef.attacks.objectives import classification_objective
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation.audit import TOLERANCE, curve_checks, model_checks
+from keras_attdef.evaluation.autoattack import cascade_runners, run_cascade
 from keras_attdef.evaluation.autoattack import suite as autoattack_suite
 from keras_attdef.evaluation.inputs import check_inputs
 from keras_attdef.evaluation.robustness import evaluate_robustness
@@ -48,6 +49,8 @@ def suite_attacks(eps: float, norm: str = "linf", suite: str = "autoattack", see
 
     `"autoattack"`: FGSM, PGD-20, PGD-100 and the standard parts (APGD-CE, APGD-T, FAB-T, Square); `"fast"`:
     FGSM, PGD-20 and the fast parts; `"quick"`: FGSM, PGD-10 and APGD-CE with 20 steps (smoke tests).
+    The parts run as the cascade runs them, each on the points the parts before it left: the first part's
+    row is that attack alone, the others' rows (`"after APGD-T"`, ...) the cascade's accuracy after them.
     """
     if suite not in SUITES:
         raise ValueError(f"Unknown suite {suite!r}; choose one of {SUITES}.")
@@ -59,8 +62,36 @@ def suite_attacks(eps: float, norm: str = "linf", suite: str = "autoattack", see
     rows["PGD-20"] = AttackSpec("pgd", eps=eps, steps=20, norm=norm)
     if suite == "autoattack":
         rows["PGD-100"] = AttackSpec("pgd", eps=eps, steps=100, norm=norm)
-    rows.update(autoattack_suite(eps, norm, "standard" if suite == "autoattack" else "fast", seed=seed))
+    parts = autoattack_suite(eps, norm, "standard" if suite == "autoattack" else "fast", seed=seed)
+    rows.update({cascade_row(i, name): spec for i, (name, spec) in enumerate(parts.items())})
     return rows
+
+
+def cascade_row(position: int, part: str) -> str:
+    """The report row of the cascade's `position`-th part: its name first, then `"after <name>"`."""
+    return part if position == 0 else f"after {part}"
+
+
+def cascade_outcomes(base, x, y, eps: float, norm: str, version: str, batch_size: int, seed: int,
+                     progress: bool = False) -> dict:
+    """`{cascade row: per-point bool}`: correct after each part of the AutoAttack-style cascade.
+
+    Run batch by batch, each from `seed` (so that shards at batch boundaries match the whole); every
+    part is compiled once and runs only on the batch's points no earlier part fooled.
+    """
+    runners = cascade_runners(base, eps, norm, version, seed=seed)
+    first_fooled = np.empty(len(y))  # index of the part that fooled each point: -1 clean, inf never
+    starts = range(0, len(y), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"AutoAttack-style cascade ({version})", unit="batch")
+    for start in starts:
+        tf.random.set_seed(seed)
+        part = run_cascade(base, runners, x[start:start + batch_size], y[start:start + batch_size], batch_size)
+        order = {None: np.inf, "clean": -1, **{name: i for i, name in enumerate(runners)}}
+        first_fooled[start:start + batch_size] = [order[name] for name in part.fooled_by]
+    return {cascade_row(i, name): first_fooled > i for i, name in enumerate(runners)}
 
 
 @dataclasses.dataclass
@@ -265,7 +296,10 @@ def measure(base, x, y, eps: float, norm: str = "linf", suite: str = "autoattack
     """
     audit_x, audit_y = first_points or (x, y)
     attacks = suite_attacks(eps, norm, suite, seed)
-    correct = dict(evaluate_robustness(base, (x, y), attacks, batch_size, progress, seed=seed).correct)
+    cascade = {} if suite == "quick" else cascade_outcomes(base, x, y, eps, norm, "standard" if suite == "autoattack"
+                                                            else "fast", batch_size, seed, progress)
+    alone = {n: spec for n, spec in attacks.items() if n not in cascade}
+    correct = {**evaluate_robustness(base, (x, y), alone, batch_size, progress, seed=seed).correct, **cascade}
     black_box = [n for n, spec in attacks.items() if spec.name in BLACK_BOX]
     if source_model is not None:
         row = "transfer (PGD-20 from source)"
