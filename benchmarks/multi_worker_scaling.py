@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -53,22 +52,12 @@ def worker(args) -> None:
                       "allreduce_bytes": 4 * params}))
 
 
-def _ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run(workers: int, args) -> dict:
-    ports = _ports(workers)
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    from keras_attdef.distribute import local_cluster
+
     processes = []
-    for index in range(workers):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for index, config in enumerate(local_cluster(workers)):
+        env = dict(os.environ, TF_CONFIG=json.dumps(config))
         command = ["taskset", "-c", str(index % os.cpu_count()), sys.executable, __file__, "--worker",
                    "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))

@@ -27,12 +27,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 
 import tensorflow as tf
 
 from keras import tree
 
-__all__ = ["read_tf_config", "multi_worker_strategy", "is_multi_worker", "worker_index", "keras_fixes"]
+__all__ = ["read_tf_config", "multi_worker_strategy", "is_multi_worker", "worker_index", "keras_fixes",
+           "local_cluster"]
 
 
 def read_tf_config(environ=None) -> dict:
@@ -130,3 +132,15 @@ def keras_fixes(strategy):
         yield
     finally:
         keras_trainer.reduce_per_replica = original
+
+
+def local_cluster(workers: int) -> list:
+    """`TF_CONFIG` dicts of a cluster of `workers` processes on this machine's free loopback ports (tests,
+    benchmarks, trying multi-worker training on one machine)."""
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    addresses = [f"localhost:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    return [{"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}} for i in range(workers)]

@@ -3,7 +3,6 @@ and a killed worker resumed from its backup. Each worker stops by itself (the su
 missing heartbeats in about ten seconds); every process is killed after `TIMEOUT` seconds whatever happens."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,19 +16,9 @@ JOB = Path(__file__).with_name("multi_worker_job.py")
 TIMEOUT = 180
 
 
-def _free_ports(count=2):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ",".join(map(str, ports))
-
-
 def _launch(tmp_path, defense="madry", backup=None, die_at_epoch=None, extra=()):
     """Runs both workers to the end; returns their exit codes."""
-    ports = _free_ports()
+    ports = ",".join(w.split(":")[1] for w in distribute.local_cluster(2)[0]["cluster"]["worker"])
     processes = []
     for index in (0, 1):
         command = [sys.executable, str(JOB), "--index", str(index), "--ports", ports, "--defense", defense,

@@ -30,6 +30,8 @@ def add_parsers(sub) -> None:
                        help="train the last N epochs at a tenth of --lr (the main job: 1)")
     train.add_argument("--eps", type=float, default=0.3,
                        help="training and evaluation Linf budget (certified: the box radius)")
+    train.add_argument("--train-eps", type=float, default=None,
+                       help="training budget when it differs from --eps (the evaluation's): e.g. 0.35 to train past 0.3")
     train.add_argument("--attack-steps", type=int, default=None,
                        help=f"PGD steps of the presets that run PGD (default {DEFAULT_ATTACK_STEPS})")
     train.add_argument("--step-size", type=float, default=None,
@@ -80,7 +82,8 @@ def defense_options(args, preset, steps_per_epoch: int) -> dict:
 
         given["teacher"] = load_classifier(args.teacher)
     defaults = {"steps": DEFAULT_ATTACK_STEPS, "warmup_steps": steps_per_epoch}
-    return {"eps": args.eps, **defaults, **{k: v for k, v in given.items() if v is not None}}
+    eps = args.eps if args.train_eps is None else args.train_eps
+    return {"eps": eps, **defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
 def step_schedule(lr: float, drop_epoch: int):

@@ -118,7 +118,7 @@ def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teache
     pgd = {**budget, "steps": steps, "step_size": None}
     if preset == "aad":
         return defenses.aad(**{"attack": "pgd", **change}, **budget, steps=steps)
-    if preset == "atat":
+    if "teacher" in defenses.PRESETS[preset].options:
         teacher = (teachers or {}).get(change["teacher"])
         if teacher is None:
             raise ValueError(f"Variant {name!r} needs the trained {change['teacher']!r} variant as its teacher; "
@@ -133,14 +133,12 @@ def empty_map_share(model, x, y, layer: str | None = None, method: str = "grad_c
     A network can satisfy AAD's attention terms vacuously: with every map zero, the clean and adversarial
     maps agree (L_p = 0) and the attention mask is empty (L_r has nothing to rectify).
     """
-    from keras_attdef.attention.gradcam import grad_cam
+    from keras_attdef.attention.gradcam import empty_map_rate, grad_cam
 
-    empty = []
-    for start in range(0, len(y), batch_size):
-        maps = grad_cam(model, x[start:start + batch_size], layer, target=y[start:start + batch_size],
-                        method=method).numpy()
-        empty.append(maps.reshape(len(maps), -1).max(axis=1) <= 0)
-    return float(np.mean(np.concatenate(empty)))
+    rates = [float(empty_map_rate(grad_cam(model, x[s:s + batch_size], layer, target=y[s:s + batch_size],
+                                           method=method))) * len(y[s:s + batch_size])
+             for s in range(0, len(y), batch_size)]
+    return sum(rates) / len(y)
 
 
 def adaptive_spec(defense, eps: float, steps: int = 50):
@@ -238,7 +236,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
         figures = store.finished(name, training and training.get("run_id"), ("autoattack", "empty_maps"))
         return None if figures is None else (training, figures)
 
-    needed = {VARIANTS[name][2]["teacher"] for name in variants if VARIANTS[name][1] == "atat" and not stored(name)}
+    needed = {VARIANTS[name][2]["teacher"] for name in variants if "teacher" in VARIANTS[name][2] and not stored(name)}
     teachers, records = {}, []
     setting = {"model": model, "epochs": epochs, "eps": eps, "version": version, "seed": seed, "n": len(y_test),
                "batch_size": batch_size, "lr": lr, "steps": steps}

@@ -93,7 +93,7 @@ def student_model(name: str, protocol: Protocol, teacher=None):
     from keras_attdef import models
 
     model = models.lenet(dropout=protocol.dropout)
-    if name == "atat":
+    if _needs_teacher(name):
         if teacher is None:
             raise ValueError("atat's student starts from its teacher's weights: train the plain teacher first.")
         model.set_weights(teacher.get_weights())
@@ -214,7 +214,7 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=DEFAULT_PRESETS, protoco
             # a new checkout has the results but not the models: a finished preset is not trained again
             results[name] = stored
             continue
-        if name == "atat" and teacher is None:
+        if _needs_teacher(name) and teacher is None:
             # loaded when its checkpoint is here, else retrained (and re-evaluated, so that the plain row is
             # the teacher ATAT learned from)
             teacher = train_and_evaluate("plain").base_model
@@ -258,3 +258,10 @@ def reproduction_table(results: dict, protocol: Protocol, suite: str = "autoatta
             "figure would overstate. IoU@10: top-10-cell Grad-CAM IoU between clean and StepLL-0.15 "
             "images, where the attack fooled / did not fool the model; images with an all-zero map are left out.")
     return markdown_table(head, rows) + "\n\n" + note
+
+
+def _needs_teacher(preset: str) -> bool:
+    """Whether a preset declares a teacher among its options (ATAT): it then starts from the teacher too."""
+    from keras_attdef.defenses import PRESETS
+
+    return preset in PRESETS and "teacher" in PRESETS[preset].options
