@@ -261,10 +261,10 @@ def test_evaluate_reuses_the_cascade_and_reads_as_autoattack(trained_lenet, mnis
     before left): its rows are the cascade's figures on the same seed, not a second run of every attack."""
     from keras_attdef.evaluation import autoattack, evaluate
 
-    x, y = mnist_test[0][:64], mnist_test[1][:64]
-    report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=64, progress=False,
+    x, y = mnist_test[0][:32], mnist_test[1][:32]
+    report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
                       eps_fractions=(1.0,), steps_grid=(1,))
-    cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=64, progress=False)
+    cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=32, progress=False)
     assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
     assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]
     assert report.accuracy["worst case"] <= cascade.accuracy["robust"]
