@@ -33,7 +33,9 @@ def reproduction_record(name: str, result: dict, protocol, paper_table: dict, co
     `attention_shift`)."""
     paper, suite, shift, training = result["paper"], result["suite"], result["attention_shift"], result["training"]
     accuracy = {PAPER_ROW_NAMES.get(k, k): v for k, v in paper.items() if k != "worst case"}
-    accuracy.update({k: suite["accuracy"][k] for k in SUITE_ROWS if k in suite["accuracy"]})
+    # Suites run before the cascade reuse hold each part alone ("APGD-T"); later ones the cascade's rows
+    # ("after APGD-T"): both are kept under their own names.
+    accuracy.update({k: v for k, v in suite["accuracy"].items() if k in SUITE_ROWS or k.startswith("after ")})
     reference = None
     if name in paper_table:
         columns = ["clean", "FGSM 0.15", "I-FGSM 0.15", "StepLL 0.15", "PGD-30 (step 0.01)", "PGD-100 (step 0.01)"]
