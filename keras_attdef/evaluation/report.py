@@ -86,10 +86,10 @@ def cascade_outcomes(base, x, y, eps: float, norm: str, version: str, batch_size
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"AutoAttack-style cascade ({version})", unit="batch")
+    order = {None: np.inf, "clean": -1, **{name: i for i, name in enumerate(runners)}}
     for start in starts:
         tf.random.set_seed(seed)
         part = run_cascade(base, runners, x[start:start + batch_size], y[start:start + batch_size], batch_size)
-        order = {None: np.inf, "clean": -1, **{name: i for i, name in enumerate(runners)}}
         first_fooled[start:start + batch_size] = [order[name] for name in part.fooled_by]
     return {cascade_row(i, name): first_fooled > i for i, name in enumerate(runners)}
 

@@ -85,7 +85,7 @@ def evaluate_shard(model, x, y, eps: float, shard: str, label: str = "model", **
     x, y = check_inputs(base, x, y)
     batch_size = settings.setdefault("batch_size", 500)
     start, stop = shard_range(len(y), batch_size, index, count)
-    outcomes = measure(base, x[start:stop], y[start:stop], eps, first_points=(x[:256], y[:256]), **settings)
+    outcomes = measure(base, x[start:stop], y[start:stop], eps, first_points=(x, y), **settings)
     outcomes["correct"] = {n: "".join("1" if v else "0" for v in c) for n, c in outcomes["correct"].items()}
     outcomes["model_checks"] = {n: {"raised": f.raised, "detail": f.detail} for n, f in outcomes["model_checks"].items()}
     return {"kind": KIND, "version": VERSION, "model": model_fingerprint(base), "label": label,
