@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
 
 
@@ -212,6 +214,19 @@ def unwrap(model):
     True
     """
     return getattr(model, "base_model", model)
+
+
+def predict_labels(model, x, batch_size: int = 500) -> np.ndarray:
+    """The model's argmax predictions for `x`, in inference mode and in batches.
+
+    Example:
+
+    >>> predict_labels(lenet(), np.zeros((3, 28, 28, 1), "float32")).shape
+    (3,)
+    """
+    out = [np.argmax(np.asarray(model(tf.constant(x[i:i + batch_size]), training=False)), -1)
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 # The registry the CLI, experiments and benchmarks read: a new architecture is one function and one line here.

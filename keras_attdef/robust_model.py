@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_attdef import defenses as defenses_module
 from keras_attdef import distribute
 from keras_attdef.cpu import warn_if_onednn_off
-from keras_attdef.attacks._checks import check_labels, check_range
+from keras_attdef.inputs import check_labels, check_range
 from keras_attdef.attacks.spec import as_spec
 from keras_attdef.losses import scale_for_distribution, unscale_for_distribution
 

@@ -44,7 +44,7 @@ import tensorflow as tf
 from keras_attdef import attacks, datasets
 from keras_attdef.evaluation.audit import curve_checks
 from keras_attdef.evaluation.autoattack import autoattack
-from keras_attdef.evaluation.inputs import predict_labels
+from keras_attdef.models import predict_labels
 from keras_attdef.experiments import ResultStore
 
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "keras_attdef"
 # Imports point down only (the layers of the README's "What is inside"): a module may import its own layer or a lower one.
 LAYERS = {
     "backend": 0, "cpu": 0, "tables": 0, "flow": 0, "losses": 0, "datasets": 0, "models": 0, "results": 0,
-    "distribute": 0,
+    "distribute": 0, "inputs": 0,
     "attention": 1,
     "attacks": 2, "certify": 2,
     "defenses": 3,

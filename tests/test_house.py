@@ -103,3 +103,23 @@ def test_the_detector_keeps_keras_fit_contract(mnist_train):
     assert len(history.history["generator_loss"]) == 1 and len(history.history["mask_loss"]) == 1
     with pytest.raises(TypeError, match="validation_split"):
         detector.fit(x, y, validation_split=0.1)
+
+
+def test_inputs_are_checked_in_one_module():
+    """One input-validation module: no other module writes its own range or label check."""
+    own_checks = re.compile(r"must lie in \[|contain NaN|def check_(images|labels|range|inputs)\b")
+    hits = [str(f.relative_to(ROOT)) for f in ROOT.glob("keras_attdef/**/*.py")
+            if f.name != "inputs.py" and own_checks.search(f.read_text())]
+    assert not hits, f"input checks outside keras_attdef/inputs.py: {hits}"
+
+
+def test_fractional_labels_are_refused_not_rounded():
+    import numpy as np
+
+    from keras_attdef import attacks
+
+    x = np.zeros((2, 28, 28, 1), "float32")
+    with pytest.raises(ValueError, match="integer class indices"):
+        attacks.fgsm(models.lenet(), x, np.array([0.4, 2.6]), 0.1)
+    with pytest.raises(ValueError, match="integer class indices"):
+        evaluation.autoattack(models.lenet(), x, np.array([0.4, 2.6]), eps=0.1, progress=False)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_labels
+from keras_attdef.inputs import check_labels
 from keras_attdef.attacks.registry import get, register
 from keras_attdef.attention.areas import attention_area
 from keras_attdef.attention.gradcam import grad_cam

@@ -28,7 +28,7 @@ import functools
 import tensorflow as tf
 
 from keras_attdef.attacks import engine
-from keras_attdef.attacks._checks import check_eps, check_labels, check_range
+from keras_attdef.inputs import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import cross_entropy
 from keras_attdef.attacks.registry import register
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_eps
+from keras_attdef.inputs import check_eps
 from keras_attdef.attacks.objectives import Objective
 
 NORMS = ("linf", "l2")

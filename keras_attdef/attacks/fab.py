@@ -33,7 +33,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_attdef.attacks import engine
-from keras_attdef.attacks._checks import check_eps, check_labels, check_range
+from keras_attdef.inputs import check_eps, check_labels, check_range
 from keras_attdef.attacks.registry import register
 
 _TINY = 1e-12

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from keras_attdef.attacks import engine
-from keras_attdef.attacks._checks import check_eps, check_labels, check_range
+from keras_attdef.inputs import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import (
     Objective, classification_objective, least_likely, least_likely_objective,
 )

@@ -26,7 +26,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_labels, check_range
+from keras_attdef.inputs import check_labels, check_range
 from keras_attdef.attacks.registry import register
 
 

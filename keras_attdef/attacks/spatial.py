@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_labels, check_range
+from keras_attdef.inputs import check_labels, check_range
 from keras_attdef.attacks.objectives import attack_margin
 from keras_attdef.flow import flow_loss, warp
 

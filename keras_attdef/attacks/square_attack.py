@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks import engine
-from keras_attdef.attacks._checks import check_eps, check_labels, check_range
+from keras_attdef.inputs import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import margin as margin_of
 from keras_attdef.attacks.registry import register
 

@@ -7,7 +7,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_attdef.certify.domain import check_images, network_slack, range_tolerance
+from keras_attdef.certify.domain import check_domain, network_slack
 from keras_attdef.certify.dual import SAFETY, pair_block, pair_bound, relaxation_lower_bound
 from keras_attdef.certify.network import as_weights, two_layer_weights
 
@@ -42,7 +42,7 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", 
             reached get `inf`): its bound is >= 0, or a point of the relaxation already exceeds the
             margin (`relaxation_lower_bound`). Pairs whose bound at the starting duals certifies skip
             the optimisation.
-        clip_min: smallest valid input value: the box's centre must lie in [clip_min, clip_max] (the box
+        clip_min: smallest valid input value: the box's centre must be inside [clip_min, clip_max] (the box
             may reach past it).
         clip_max: largest valid input value.
 
@@ -65,12 +65,7 @@ def certify_box(model_or_weights, low, high, label: int, method: str = "eigen", 
     centre, radius = (low + high) / 2, (high - low) / 2
     # The box itself is certified as given (parts outside the range only make it larger, so the statement
     # stays sound); a centre outside the range means inputs in other units (0-255, standardised).
-    tolerance = range_tolerance(clip_min, clip_max)
-    if centre.min() < clip_min - tolerance or centre.max() > clip_max + tolerance:
-        raise ValueError(f"The box's centre must lie in the input range [{clip_min:g}, {clip_max:g}]; got values "
-                         f"in [{centre.min():.4g}, {centre.max():.4g}]. Rescale the inputs to that range (undo "
-                         "normalisation, divide 0-255 pixels by 255) or pass clip_min/clip_max for the "
-                         "range the network was trained on.")
+    check_domain(centre, None, clip_min, clip_max, "box's centre")  # validation only: the box stays as given
     hidden = np.maximum(w @ centre + b, 0)
     margins = v_all @ hidden + c_all - (v_all[label] @ hidden + c_all[label])
     margins = margins + SAFETY * (1.0 + np.abs(v_all) @ hidden + np.abs(c_all))  # float64 rounding
@@ -175,7 +170,7 @@ def table_slack(model_or_weights, x, radius, clip_min: float = 0.0, clip_max: fl
         ValueError: images not in [clip_min, clip_max] or not of the network's input size.
     """
     weights = as_weights(model_or_weights)
-    x = check_images(x, (None, *np.shape(x)[1:]), clip_min, clip_max).reshape(len(x), -1)
+    x = check_domain(x, (None, *np.shape(x)[1:]), clip_min, clip_max).reshape(len(x), -1)
     if x.shape[1] != weights[0].shape[1]:
         raise ValueError(f"Images of {x.shape[1]} values do not fit a network with {weights[0].shape[1]} inputs.")
     return np.stack([network_slack(weights, image, image) + network_slack(weights, image - radius, image + radius)
@@ -216,7 +211,7 @@ def certify_flow(model_or_weights, x, label: int, budget: float | None = None, r
     if x.ndim != 3 or x.size != weights[0].shape[1]:
         raise ValueError(f"Expected one image (h, w, c) of {weights[0].shape[1]} values (the network's input), "
                          f"got shape {x.shape}.")
-    x = check_images(x, x.shape, clip_min, clip_max, "image")
+    x = check_domain(x, x.shape, clip_min, clip_max, "image")
     if (budget is None) == (rho is None):
         raise ValueError("Give exactly one of budget (flow-loss ellipsoid) or rho (per-pixel box).")
     if rho is None:
@@ -246,7 +241,7 @@ def certify_images(model: keras.Model, x, y, budget: float | None = None, rho=No
     from tqdm.auto import tqdm
 
     weights = two_layer_weights(model)
-    x = check_images(x, (None, *model.input_shape[1:]), clip_min, clip_max)
+    x = check_domain(x, (None, *model.input_shape[1:]), clip_min, clip_max)
     y = np.asarray(y).reshape(-1)
     classes = weights[2].shape[0]
     if len(y) != len(x) or not np.all((y >= 0) & (y < classes) & (y == np.round(y))):

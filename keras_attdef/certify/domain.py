@@ -4,7 +4,7 @@ A certificate says: for every input of the threat set, the network, evaluated in
 Keras runs it on a CPU, or a GPU with TF32 off), keeps the class. Two things make that statement hold
 for the computation a user runs and not only for exact arithmetic:
 
-- `check_images` refuses inputs outside the range the intervals clip to (0-255 or standardised images
+- `check_domain` refuses inputs outside the range the intervals clip to (0-255 or standardised images
   otherwise give a certificate about a box that does not contain them).
 - The float32 slacks below, derived from the standard rounding model `fl(a op b) = (a op b)(1 + d)`,
   `|d| <= u = 2^-24`, and `gamma_n = n u / (1 - n u)` (Higham, *Accuracy and Stability of Numerical
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_attdef.inputs import check_images
+
 UNIT_ROUNDOFF = 2.0 ** -24  # float32, round to nearest
 
 
@@ -38,38 +40,18 @@ def range_tolerance(clip_min: float, clip_max: float) -> float:
     return 4 * 2.0 ** -23 * max(1.0, abs(clip_min), abs(clip_max))
 
 
-def check_images(x, expected_shape, clip_min: float = 0.0, clip_max: float = 1.0, what: str = "images"):
-    """`x` as float64, clipped into [clip_min, clip_max], after refusing what a certificate cannot cover.
+def check_domain(x, expected_shape, clip_min: float = 0.0, clip_max: float = 1.0, what: str = "images"):
+    """`x` as float64 inside [clip_min, clip_max], after refusing what a certificate cannot cover.
 
-    Args:
-        x: the inputs.
-        expected_shape: the shape `x` must have (None entries match anything).
-        clip_min: smallest valid input value (the range the network was trained on).
-        clip_max: largest valid input value.
-        what: how to name `x` in errors.
+    `inputs.check_images` with a tolerance of a few float32 ulps (values that far outside are rounding,
+    clipped in) and the error naming the range the certificate clips the warped pixels to.
 
     Raises:
         ValueError: another shape, a NaN or infinite value, or values outside the range by more than a few
             float32 ulps, with what to do about it.
     """
-    if clip_min >= clip_max:
-        raise ValueError(f"clip_min ({clip_min}) must be below clip_max ({clip_max}).")
-    x = np.asarray(x, np.float64)
-    if x.ndim != len(expected_shape) or any(e is not None and e != s for e, s in zip(expected_shape, x.shape)):
-        shape = "(" + ", ".join("n" if e is None else str(e) for e in expected_shape) + ")"
-        raise ValueError(f"Expected {what} of shape {shape}, got {x.shape}.")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"The {what} contain NaN or infinite values; a certificate needs finite inputs.")
-    tolerance = range_tolerance(clip_min, clip_max)
-    low, high = float(x.min()), float(x.max())
-    if low < clip_min - tolerance or high > clip_max + tolerance:
-        hint = ("they look like 0-255 pixels: divide by 255" if high > 2 and low >= 0 else
-                "they look standardised: undo it (x * std + mean, e.g. x * 0.3081 + 0.1307 for MNIST)")
-        raise ValueError(
-            f"The {what} must lie in [{clip_min:g}, {clip_max:g}] (the range the certificate clips the "
-            f"warped pixels to); got values in [{low:.4g}, {high:.4g}]: {hint}. If the network was trained on "
-            "another range, pass clip_min and clip_max for it.")
-    return np.clip(x, clip_min, clip_max)
+    return check_images(x, expected_shape, clip_min, clip_max, what=what, dtype=np.float64,
+                        tolerance=range_tolerance(clip_min, clip_max))
 
 
 def warp_slack(height: int, width: int, rho_max: float, clip_min: float = 0.0, clip_max: float = 1.0):

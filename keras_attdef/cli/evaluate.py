@@ -108,7 +108,8 @@ def attack_command(args) -> dict:
     import numpy as np
 
     from keras_attdef import AttackSpec, datasets
-    from keras_attdef.evaluation.inputs import check_inputs, predict_labels
+    from keras_attdef.inputs import check_inputs
+    from keras_attdef.models import predict_labels
     from keras_attdef.evaluation.robustness import adversarial_examples
 
     params = {}

@@ -154,17 +154,22 @@ def _ablate_parser(sub) -> None:
     abl.add_argument("--data-dir", default=None)
     abl.add_argument("--verbose", type=int, default=2)
     abl.add_argument("--out", default=None, help="default runs/ablate_FAMILY")
+    abl.add_argument("--experiment", default=None,
+                     help="the records' experiment name (default ablate_FAMILY); name another setting of a family, "
+                          "e.g. ablate_attention_lenet, so its records do not replace the family's")
     abl.add_argument("--publish", default=None, metavar="RESULTS_DIR",
                      help="write one result record per variant under RESULTS_DIR (the repository's results/)")
     abl.set_defaults(func=ablate)
 
 
 def ablate(args) -> str:
-    from keras_attdef.experiments.ablation import FAMILIES, ablate as run_ablation
+    from keras_attdef.experiments.ablation import ADAPTIVE_FAMILIES, FAMILIES, ablate as run_ablation
 
-    table = call_with_flags(run_ablation, args, out=args.out or f"runs/ablate_{args.family}",
-                            variants=args.variants or FAMILIES[args.family], experiment=f"ablate_{args.family}",
-                            results_dir=args.publish, command=args.command_line)
+    experiment = args.experiment or f"ablate_{args.family}"
+    table = call_with_flags(run_ablation, args, out=args.out or f"runs/{experiment}",
+                            variants=args.variants or FAMILIES[args.family], experiment=experiment,
+                            results_dir=args.publish, command=args.command_line,
+                            adaptive=args.family in ADAPTIVE_FAMILIES)
     print(f"Command: `{args.command_line}`\n\n{table}")
     return table
 

@@ -23,7 +23,7 @@ import dataclasses
 import warnings
 from typing import Callable
 
-from keras_attdef.attacks._checks import check_eps
+from keras_attdef.inputs import check_eps
 from keras_attdef.attacks.gradient import default_step_size
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.defenses.aad import AttentionRectificationPreservation

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_attdef import models
 from keras_attdef.detect.lan import NOISES, MaskGeneratorTrainer, mask_generator
-from keras_attdef.evaluation.inputs import check_images, check_inputs, num_classes_of
+from keras_attdef.inputs import check_images, check_inputs, model_input_shape, num_classes_of
 from keras_attdef.evaluation.robustness import adversarial_examples
 
 
@@ -189,7 +189,7 @@ class LatentAttentionDetector(keras.Model):
         """`{"label", "mask", "mask_label", "score", "adversarial"}` as numpy arrays, in batches."""
         if not self.fitted:
             raise NotFittedError("The detector is not fitted: call detector.fit(x_train, y_train) first.")
-        x = check_images(self.classifier, x, self.clip_min, self.clip_max)
+        x = check_images(x, model_input_shape(self.classifier), self.clip_min, self.clip_max)
         parts = [[], [], []]
         for start in range(0, len(x), batch_size):
             for part, value in zip(parts, self._forward(tf.constant(x[start:start + batch_size]))):

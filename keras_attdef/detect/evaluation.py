@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_attdef.attacks.spec import as_spec
 from keras_attdef.detect.adaptive import adaptive_attack
-from keras_attdef.evaluation.inputs import check_inputs
+from keras_attdef.inputs import check_inputs
 from keras_attdef.evaluation.robustness import adversarial_examples
 from keras_attdef.tables import markdown_table, percent
 

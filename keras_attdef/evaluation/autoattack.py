@@ -28,10 +28,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_eps
+from keras_attdef.inputs import check_eps
 from keras_attdef.attacks.spec import AttackSpec, compile_attack
-from keras_attdef.evaluation.inputs import check_inputs, predict_labels
-from keras_attdef.models import unwrap
+from keras_attdef.inputs import check_inputs
+from keras_attdef.models import predict_labels, unwrap
 
 VERSIONS = ("standard", "fast")
 

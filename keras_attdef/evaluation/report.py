@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_eps
+from keras_attdef.inputs import check_eps
 from keras_attdef.attacks.engine import objective_gradient
 from keras_attdef.attacks.objectives import classification_objective
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation.audit import TOLERANCE, curve_checks, model_checks
 from keras_attdef.evaluation.autoattack import cascade_runners, run_cascade
 from keras_attdef.evaluation.autoattack import suite as autoattack_suite
-from keras_attdef.evaluation.inputs import check_inputs
+from keras_attdef.inputs import check_inputs
 from keras_attdef.evaluation.robustness import evaluate_robustness
 from keras_attdef.tables import markdown_table, percent
-from keras_attdef.models import unwrap
+from keras_attdef.models import predict_labels, unwrap
 
 SUITES = ("autoattack", "fast", "quick")
 # Attacks that use no gradient of the evaluated model: the audit compares them with the white-box ones.
@@ -238,7 +238,6 @@ def transfer_accuracy(source, target, x, y, attack, batch_size: int = 256) -> fl
 
 def transfer_correct(source, target, x, y, attack, batch_size: int = 256) -> np.ndarray:
     """Per point of `x`: whether `target` still classifies the example made on `source` correctly."""
-    from keras_attdef.evaluation.inputs import predict_labels
     from keras_attdef.evaluation.robustness import adversarial_examples
 
     target = unwrap(target)

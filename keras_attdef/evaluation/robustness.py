@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.attacks._checks import check_labels
+from keras_attdef.inputs import check_labels
 from keras_attdef.attacks.gradient import default_step_size
 from keras_attdef.attacks.spec import AttackSpec, as_spec, compile_attack
 from keras_attdef.tables import markdown_table, percent

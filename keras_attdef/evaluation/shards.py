@@ -24,7 +24,7 @@ import numpy as np
 
 from keras_attdef.evaluation.report import EvaluationReport, assemble, measure
 from keras_attdef.evaluation.audit import Flag
-from keras_attdef.evaluation.inputs import check_inputs
+from keras_attdef.inputs import check_inputs
 from keras_attdef.models import unwrap
 
 KIND = "keras_attdef.partial_report"

@@ -193,7 +193,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
            steps: int = 3, eps: float = 0.3, batch_size: int = 100, lr: float = 1e-3, eval_size: int = 1000,
            version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
            verbose: int = 2, experiment: str = "ablation", results_dir=None,
-           command: str = "keras-attdef ablate") -> str:
+           command: str = "keras-attdef ablate", adaptive: bool | None = None) -> str:
     """Trains every variant for `epochs` epochs, evaluates it and publishes one record each; returns the table.
 
     Args:
@@ -218,6 +218,8 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
             `ADAPTIVE_FAMILIES` also get the map-adaptive attack, attention IoU and paired sign tests.
         results_dir: where the records go (default `out/results`).
         command: the command recorded in their provenance.
+        adaptive: also run the map-adaptive attack, attention IoU and paired sign tests (default: when
+            `experiment` is `ablate_<family>` of a family in `ADAPTIVE_FAMILIES`).
 
     Returns:
         The Markdown table generated from the records (also written to `out/table.md`).
@@ -229,7 +231,8 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     x, y = datasets.load("mnist", "train", data_dir, limit=train_size)
     x_test, y_test = datasets.load("mnist", "test", data_dir, limit=eval_size)
     steps_per_epoch = int(np.ceil(len(x) / batch_size))
-    adaptive = experiment.removeprefix("ablate_") in ADAPTIVE_FAMILIES
+    if adaptive is None:
+        adaptive = experiment.removeprefix("ablate_") in ADAPTIVE_FAMILIES
 
     def stored(name):
         training = read_progress(out / name)
