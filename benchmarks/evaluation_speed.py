@@ -4,7 +4,7 @@
     python benchmarks/evaluation_speed.py [--model runs/madry/model.keras] [--rounds 3] [--steps 50]
 
 - APGD-CE with N steps against the library's own PGD with N steps (same batch, same model): time ratio.
-- Square's queries per second (counted per point, as `SquareResult.queries`; a point stops querying once
+- Square's queries per second (counted per point, as `AttackResult.queries`; a point stops querying once
   fooled, so use a trained model) against the model's plain batched predict throughput (images per second through the same compiled forward pass).
 - FAB-T and APGD-T (3 targets each) per step, for the record.
 

@@ -67,6 +67,6 @@ def test_stadv_fools_a_plain_dense_net(trained_dense, mnist_test):
     fooled = np.argmax(net.predict(result.x_adv, verbose=0), -1) != y
     assert np.all(fooled[result.success])
     budgeted = stadv(net, x, y, budget=30.0, steps=100, search_steps=3)
-    assert np.all(budgeted.flow_loss[budgeted.success] <= 30.0)
+    assert np.all(budgeted.distance[budgeted.success] <= 30.0)
     with pytest.raises(ValueError, match="budget"):
         stadv(net, x, y, budget=-1.0)

@@ -10,12 +10,10 @@ Example:
 >>> from keras_attdef import attacks, datasets, models
 >>> x, y = datasets.load("mnist", "test", limit=4)
 >>> result = attacks.carlini_wagner_l2(models.lenet(), x, y, steps=10, search_steps=2, return_result=True)
->>> result.l2.shape, bool(result.x_adv.min() >= 0.0)
+>>> result.distance.shape, bool(result.x_adv.min() >= 0.0)  # distance: L2, NaN where it failed
 ((4,), True)
 """
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -23,15 +21,7 @@ import tensorflow as tf
 from keras_attdef.inputs import check_labels, check_range
 from keras_attdef.attacks.objectives import attack_margin
 from keras_attdef.attacks.registry import register
-
-
-@dataclasses.dataclass
-class MinimalResult:
-    """`x_adv` (the clean input where the attack failed), `success` and the L2 size of the change per sample."""
-
-    x_adv: np.ndarray
-    success: np.ndarray
-    l2: np.ndarray
+from keras_attdef.attacks.result import AttackResult
 
 
 @register("cw_l2", traceable=False)
@@ -52,10 +42,10 @@ def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float 
         kappa: confidence margin.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
-        return_result: return a `MinimalResult` (success and L2 per sample) instead of the batch.
+        return_result: return an `AttackResult` (success and the L2 distance per sample) instead of the batch.
 
     Returns:
-        The adversarial batch (a tensor), or a `MinimalResult`.
+        The adversarial batch (a tensor), or an `AttackResult`.
     """
     if int(steps) < 1 or int(search_steps) < 1:
         raise ValueError(f"steps and search_steps must be >= 1, got {steps} and {search_steps}.")
@@ -105,5 +95,5 @@ def carlini_wagner_l2(model, x, y, targeted: bool = False, initial_const: float 
         const = np.where(np.isfinite(high), (low + high) / 2, const * 10)
     found = np.isfinite(best_l2)
     if return_result:
-        return MinimalResult(best, found, np.where(found, best_l2, np.nan))
+        return AttackResult(best, found, distance=np.where(found, best_l2, np.nan))
     return tf.constant(best)

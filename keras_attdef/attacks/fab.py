@@ -24,17 +24,21 @@ Example:
 >>> import numpy as np
 >>> from keras_attdef import attacks, datasets, models
 >>> x, y = datasets.load("mnist", "test", limit=4)
->>> x_adv, norms = attacks.fab_t(models.lenet(), x, y, eps=0.3, steps=5, num_targets=2, return_norms=True)
->>> tuple(norms.shape), bool(np.abs(x_adv - x).max() <= 0.3 + 1e-6)  # norms: inf where none was found
+>>> result = attacks.fab_t(models.lenet(), x, y, eps=0.3, steps=5, num_targets=2, return_result=True)
+>>> result.distance.shape, bool(np.abs(result.x_adv - x).max() <= 0.3 + 1e-6)  # distance: NaN where none found
 ((4,), True)
 """
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import tensorflow as tf
 
 from keras_attdef.attacks import engine
 from keras_attdef.inputs import check_eps, check_labels, check_range
 from keras_attdef.attacks.registry import register
+from keras_attdef.attacks.result import AttackResult
 
 _TINY = 1e-12
 _DOUBLINGS = 20  # the unboxed step times 2^20: far past any box
@@ -73,7 +77,7 @@ def project_on_hyperplane(point, w, c, norm: str, clip_min: float, clip_max: flo
 @register("fab_t")
 def fab_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_targets: int = 9,
           alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, clip_min: float = 0.0,
-          clip_max: float = 1.0, return_norms: bool = False, skip_fooled: bool = True):
+          clip_max: float = 1.0, return_result: bool = False, skip_fooled: bool = True):
     """FAB-T on a batch; see the module doc.
 
     Args:
@@ -89,13 +93,14 @@ def fab_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_tar
         beta: pull-back towards the clean input after a success.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
-        return_norms: also return the smallest adversarial change per sample (inf where none was found).
+        return_result: return an `AttackResult` (eagerly only) instead of the batch: `distance` holds the
+            smallest adversarial change found per sample (NaN where none; beyond `eps` it is no success).
         skip_fooled: run each target only on the samples no earlier target fooled within `eps` (AutoAttack's
             behaviour; the robust accuracy is the same, and a fooled sample's norm is then its first
             success's rather than the smallest over all targets).
 
     Returns:
-        The adversarial batch, or `(batch, norms)` with `return_norms`.
+        The adversarial batch, or an `AttackResult`.
     """
     check_eps(eps)
     if norm not in engine.NORMS:
@@ -108,11 +113,23 @@ def fab_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_tar
     num_targets = min(int(num_targets), num_classes - 1)
     if num_targets < 1:
         raise ValueError("FAB-T needs at least two classes.")
-    if tf.executing_eagerly():  # hundreds of small ops per step: run them as one graph
-        run = tf.function(lambda x, y: fab_t(model, x, y, eps, steps, norm, num_targets, alpha_max, eta, beta,
-                                             clip_min, clip_max, True, skip_fooled), autograph=False)
-        result, best_norm = run(x, y)
-        return (result, best_norm) if return_norms else result
+    search = functools.partial(_fab_search, model, eps=eps, steps=int(steps), norm=norm, num_targets=num_targets,
+                               alpha_max=alpha_max, eta=eta, beta=beta, clip_min=clip_min, clip_max=clip_max,
+                               skip_fooled=skip_fooled)
+    if not tf.executing_eagerly():
+        if return_result:
+            raise ValueError("fab_t(return_result=True) runs eagerly only; call it outside tf.function.")
+        return search(x, y)[0]
+    x_adv, norms = tf.function(search, autograph=False)(x, y)  # hundreds of small ops per step: one graph
+    if not return_result:
+        return x_adv
+    norms = norms.numpy()
+    return AttackResult(x_adv.numpy(), norms <= eps * (1 + 1e-6),
+                        distance=np.where(np.isfinite(norms), norms, np.nan))
+
+
+def _fab_search(model, x, y, eps, steps, norm, num_targets, alpha_max, eta, beta, clip_min, clip_max, skip_fooled):
+    """`(x_adv, norms)`: FAB-T's best point per sample (the clean one beyond `eps`) and its change's size."""
     shape = tf.shape(x)
     flat_x = tf.reshape(x, [shape[0], -1])
     ranked = tf.argsort(model(x, training=False), axis=-1, direction="DESCENDING")
@@ -122,19 +139,18 @@ def fab_t(model, x, y, eps: float, steps: int = 100, norm: str = "linf", num_tar
     best = flat_x
     for k in range(1, num_targets + 1):
         if not skip_fooled:
-            best, best_norm = _fab_run(model, flat_x, shape, y, ranked[:, k], best, best_norm, int(steps), norm,
+            best, best_norm = _fab_run(model, flat_x, shape, y, ranked[:, k], best, best_norm, steps, norm,
                                        alpha_max, eta, beta, clip_min, clip_max)
             continue
         todo = tf.where(best_norm > eps * (1 + 1e-6))[:, 0]
         best, best_norm = tf.cond(  # a conv on zero samples fails under oneDNN: skip an empty batch
             tf.size(todo) > 0,
-            lambda: _fab_rows(model, flat_x, shape, y, ranked[:, k], best, best_norm, todo, int(steps), norm,
+            lambda: _fab_rows(model, flat_x, shape, y, ranked[:, k], best, best_norm, todo, steps, norm,
                               alpha_max, eta, beta, clip_min, clip_max),
             lambda: (best, best_norm))
     within = best_norm <= eps * (1 + 1e-6)
     result = tf.reshape(tf.where(within[:, None], best, flat_x), shape)
-    result = tf.stop_gradient(result)
-    return (result, best_norm) if return_norms else result
+    return tf.stop_gradient(result), best_norm
 
 
 def _fab_rows(model, flat_x, shape, y, targets, best, best_norm, todo, steps, norm, alpha_max, eta, beta,

@@ -15,12 +15,11 @@ Example:
 >>> net = models.lenet()
 >>> x = np.random.rand(2, 28, 28, 1).astype("float32") * 0.5; y = np.array([0, 1])
 >>> result = attacks.jsma(net, x, y, gamma=0.02, return_result=True)
->>> bool(result.changed.max() <= 0.02 * 784 + 1)
+>>> bool(np.nan_to_num(result.distance).max() <= 0.02 * 784 + 1)  # distance: features changed
 True
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
@@ -28,16 +27,7 @@ import tensorflow as tf
 
 from keras_attdef.inputs import check_labels, check_range
 from keras_attdef.attacks.registry import register
-
-
-@dataclasses.dataclass
-class JSMAResult:
-    """`x_adv`, `success` (the target reached), `targets`, and `changed`: features changed per sample."""
-
-    x_adv: np.ndarray
-    success: np.ndarray
-    targets: np.ndarray
-    changed: np.ndarray
+from keras_attdef.attacks.result import AttackResult
 
 
 def _target_gradients(model, flat, shape, targets):
@@ -116,10 +106,11 @@ def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min
             searches the pairs among the `pool` admissible features with the largest alpha - beta at each
             iteration: an approximation that makes colour images (3,072 features: 9.4M pairs per image
             and iteration) tractable.
-        return_result: return a `JSMAResult` instead of the batch.
+        return_result: return an `AttackResult` (success, features changed as `distance`, targets) instead
+            of the batch.
 
     Returns:
-        The adversarial batch (a tensor), or a `JSMAResult`.
+        The adversarial batch (a tensor), or an `AttackResult`.
     """
     if not 0 < gamma <= 1:
         raise ValueError(f"gamma must be in (0, 1], got {gamma}.")
@@ -144,6 +135,8 @@ def jsma(model, x, y, targets=None, gamma: float = 0.15, seed: int = 0, clip_min
     x_adv = tf.concat([c[0] for c in chunks], 0)
     success = tf.concat([c[1] for c in chunks], 0)
     if return_result:
+        success = success.numpy()
         changed = np.sum(np.reshape(np.abs(x_adv.numpy() - x.numpy()) > 0, (batch, -1)), axis=1)
-        return JSMAResult(x_adv.numpy(), success.numpy(), targets.numpy(), changed)
+        return AttackResult(x_adv.numpy(), success, distance=np.where(success, changed, np.nan),
+                            targets=targets.numpy())
     return x_adv

@@ -15,35 +15,27 @@ its successful flow with the smallest loss.
 
 Example:
 
->>> from keras_attdef import models
+>>> from keras_attdef import datasets, models
 >>> from keras_attdef.attacks.spatial import stadv
->>> # result = stadv(models.two_layer_dense(), x, y, budget=7.0); result.success.mean()
+>>> x, y = datasets.load("mnist", "test", limit=2)
+>>> result = stadv(models.two_layer_dense(), x, y, budget=7.0, steps=5, search_steps=1)
+>>> result.flow.shape, result.success.shape  # one (h, w, 2) flow field per image
+((2, 28, 28, 2), (2,))
 """
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
 
 from keras_attdef.inputs import check_labels, check_range
 from keras_attdef.attacks.objectives import attack_margin
+from keras_attdef.attacks.result import AttackResult
 from keras_attdef.flow import flow_loss, warp
-
-
-@dataclasses.dataclass
-class SpatialResult:
-    """`x_adv` (the warped images; the clean image where the attack failed), `flow`, `success`, `flow_loss`."""
-
-    x_adv: np.ndarray
-    flow: np.ndarray
-    success: np.ndarray
-    flow_loss: np.ndarray
 
 
 def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau: float = 0.05,
           steps: int = 200, learning_rate: float = 0.01, search_steps: int = 5, kappa: float = 0.0,
-          tau_max: float = 1000.0) -> SpatialResult:
+          tau_max: float = 1000.0) -> AttackResult:
     """Runs stAdv on a batch.
 
     Args:
@@ -60,7 +52,8 @@ def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau:
         tau_max: upper end of the tau search.
 
     Returns:
-        A `SpatialResult` (numpy arrays).
+        An `AttackResult`: the warped images (the clean image where the attack failed), `success`, the flow
+        field as `flow` and its flow loss as `distance`.
     """
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}.")
@@ -111,4 +104,4 @@ def stadv(model, x, y, targeted: bool = False, budget: float | None = None, tau:
         tau_now = np.where(high >= tau_max, tau_now * 10, (low + high) / 2)
     success = np.isfinite(best_loss)
     x_adv = warp(x, best_flow).numpy()
-    return SpatialResult(x_adv, best_flow, success, np.where(success, best_loss, np.nan))
+    return AttackResult(x_adv, success, distance=np.where(success, best_loss, np.nan), flow=best_flow)

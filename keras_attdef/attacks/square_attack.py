@@ -22,7 +22,6 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 
@@ -33,15 +32,7 @@ from keras_attdef.attacks import engine
 from keras_attdef.inputs import check_eps, check_labels, check_range
 from keras_attdef.attacks.objectives import margin as margin_of
 from keras_attdef.attacks.registry import register
-
-
-@dataclasses.dataclass
-class SquareResult:
-    """`x_adv` (numpy), `success` per sample, `queries` used per sample (the initial one included)."""
-
-    x_adv: np.ndarray
-    success: np.ndarray
-    queries: np.ndarray
+from keras_attdef.attacks.result import AttackResult
 
 
 def window_fraction(p_init: float, query: int, queries: int) -> float:
@@ -225,11 +216,11 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
         seed: seeds window positions and signs.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
-        return_result: return a `SquareResult` (with success and queries per sample) instead of the batch.
+        return_result: return an `AttackResult` (with success and queries per sample) instead of the batch.
         progress: show a progress bar over queries.
 
     Returns:
-        The adversarial batch (a tensor), or a `SquareResult`.
+        The adversarial batch (a tensor), or an `AttackResult`.
     """
     check_eps(eps)
     if norm not in engine.NORMS:
@@ -250,5 +241,5 @@ def square(model, x, y, eps: float, queries: int = 5000, norm: str = "linf", p_i
     best, best_margin, used = _search(steps, x, y, best, norm, p_init, queries, rng, progress)
     best = tf.stop_gradient(best)
     if return_result:
-        return SquareResult(best.numpy(), (best_margin <= 0).numpy(), used.numpy())
+        return AttackResult(best.numpy(), (best_margin <= 0).numpy(), queries=used.numpy())
     return best

@@ -39,7 +39,7 @@ def _free_stadv_loss(model, x, y, steps: int, batch_size: int = 500) -> list:
     losses = []
     for start in range(0, len(x), batch_size):
         result = stadv(model, x[start:start + batch_size], y[start:start + batch_size], steps=steps, search_steps=5)
-        losses.extend(np.where(result.success, result.flow_loss, np.nan).tolist())
+        losses.extend(result.distance.tolist())
     return losses
 
 
