@@ -15,7 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # TF leaves oneDNN off on this CPU; on, steps ran ~1.8x faster
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from keras_attdef import RobustModel, datasets, models  # noqa: E402
 from keras_attdef.defenses import PRESETS  # noqa: E402

@@ -29,7 +29,7 @@ import keras  # noqa: E402
 from keras_attdef import RobustModel, datasets, evaluate_robustness, models  # noqa: E402
 from keras_attdef.callbacks import TimeBudget  # noqa: E402
 from keras_attdef.defenses import PRESETS  # noqa: E402
-from keras_attdef.evaluation import default_attacks  # noqa: E402
+from keras_attdef.evaluation import pgd_table  # noqa: E402
 from keras_attdef.experiments.reproduction import suite_stage  # noqa: E402
 from keras_attdef.experiments.store import ResultStore  # noqa: E402
 from keras_attdef.tables import markdown_table, percent  # noqa: E402
@@ -91,7 +91,7 @@ def main(argv=None):
     rows = []
     for name, base in trained.items():
         table = store.get(f"{name}/table", lambda: evaluate_robustness(
-            base, (x_test, y_test), default_attacks(args.eps), progress=False).accuracy)
+            base, (x_test, y_test), pgd_table(args.eps), progress=False).accuracy)
         training = store.data.get(f"{name}/training", {"seconds": "n/a", "steps": "n/a"})
         row = [name, training["seconds"], training["steps"], *(percent(v, 1) for v in table.values())]
         columns = list(table)

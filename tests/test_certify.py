@@ -4,7 +4,6 @@ import itertools
 import numpy as np
 import pytest
 
-import keras
 from keras_attdef import certify, defenses, models
 from keras_attdef.certify import dual as dual_bounds, sdp as sdp_solver
 from keras_attdef.attacks.spatial import stadv

@@ -39,7 +39,7 @@ def test_the_papers_fixed_step_is_kept_when_asked_for():
 
 
 def test_the_pgd_table_step_scales_with_eps():
-    table = evaluation.default_attacks(8 / 255)
+    table = evaluation.pgd_table(8 / 255)
     pgd40 = next(spec for name, spec in table.items() if name.startswith("PGD-40"))
     assert pgd40.kwargs["step_size"] == pytest.approx(default_step_size(8 / 255, 40))  # was 0.01 at any eps
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from keras_attdef import models
-from keras_attdef.experiments.reproduction import PAPER_COLUMNS, Protocol, paper_attacks, preset_defense, reproduction_table
+from keras_attdef.evaluation.suites import paper_attacks
+from keras_attdef.experiments.reproduction import PAPER_COLUMNS, Protocol, preset_defense, reproduction_table
 from keras_attdef.experiments import reproduction
 from keras_attdef.experiments.training import train_resumable
 

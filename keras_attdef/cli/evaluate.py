@@ -6,7 +6,7 @@ from pathlib import Path
 
 from keras_attdef.attacks.spec import registered as registered_attacks
 from keras_attdef.cli.common import add_data_flags, load_classifier
-from keras_attdef.evaluation.report import SUITES
+from keras_attdef.evaluation.suites import SUITES
 
 
 def add_parsers(sub) -> None:

@@ -6,7 +6,6 @@ Each calls one experiment function with keyword arguments taken from the flags o
 from __future__ import annotations
 
 import inspect
-import sys
 
 from keras_attdef.cli.common import add_data_flags
 

@@ -126,7 +126,7 @@ def _fit(args, out: Path, strategy):
 def _evaluate(args, robust, out: Path) -> dict:
     """The AutoAttack-style headline (and, on request, the PGD-family table) on the first test images."""
     from keras_attdef import datasets
-    from keras_attdef.evaluation import autoattack, default_attacks, evaluate_robustness
+    from keras_attdef.evaluation import autoattack, evaluate_robustness, pgd_table
 
     x_test, y_test = datasets.load(args.dataset, "test", args.data_dir, args.download, args.eval_size)
     start = time.time()
@@ -141,7 +141,7 @@ def _evaluate(args, robust, out: Path) -> dict:
           + f"). The full report with the masking audit: keras-attdef evaluate {out / 'model.keras'} --dataset "
           f"{args.dataset} --eps {args.eps:g} --suite autoattack")
     if args.pgd_table:
-        table = evaluate_robustness(robust, (x_test, y_test), default_attacks(args.eps)).to_markdown(
+        table = evaluate_robustness(robust, (x_test, y_test), pgd_table(args.eps)).to_markdown(
             "PGD family only (overstates robustness: quote the headline)")
         print(table)
         (out / "pgd_table.md").write_text(table + "\n")

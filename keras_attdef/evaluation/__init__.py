@@ -4,10 +4,11 @@
 efficient cascade for one number; `evaluate_robustness` a table for any attacks you name.
 """
 from keras_attdef.evaluation.audit import Flag, curve_checks, model_checks
-from keras_attdef.evaluation.autoattack import AutoAttackResult, autoattack, suite
-from keras_attdef.evaluation.report import EvaluationReport, evaluate, loss_landscape, suite_attacks, transfer_accuracy
-from keras_attdef.evaluation.robustness import RobustnessReport, default_attacks, evaluate_robustness
+from keras_attdef.evaluation.autoattack import AutoAttackResult, autoattack
+from keras_attdef.evaluation.report import EvaluationReport, evaluate, loss_landscape, transfer_accuracy
+from keras_attdef.evaluation.robustness import RobustnessReport, evaluate_robustness
+from keras_attdef.evaluation.suites import cascade_parts, pgd_table, suite_attacks
 
-__all__ = ["AutoAttackResult", "EvaluationReport", "Flag", "RobustnessReport", "autoattack", "curve_checks",
-           "default_attacks", "evaluate", "evaluate_robustness", "loss_landscape", "model_checks", "suite",
+__all__ = ["AutoAttackResult", "EvaluationReport", "Flag", "RobustnessReport", "autoattack", "cascade_parts",
+           "curve_checks", "evaluate", "evaluate_robustness", "loss_landscape", "model_checks", "pgd_table",
            "suite_attacks", "transfer_accuracy"]

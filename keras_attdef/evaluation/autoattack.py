@@ -29,27 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.inputs import check_eps
-from keras_attdef.attacks.spec import AttackSpec, compile_attack
+from keras_attdef.attacks.spec import compile_attack
 from keras_attdef.inputs import check_inputs
+from keras_attdef.evaluation.suites import cascade_parts
 from keras_attdef.models import predict_labels, unwrap
-
-VERSIONS = ("standard", "fast")
-
-
-def suite(eps: float, norm: str = "linf", version: str = "standard", steps: int = 100, queries: int = 5000,
-          seed: int = 0) -> dict:
-    """The attacks of a version, in cascade order, as `{name: AttackSpec}`."""
-    if version not in VERSIONS:
-        raise ValueError(f"Unknown AutoAttack version {version!r}; choose one of {VERSIONS}.")
-    attacks = {
-        "APGD-CE": AttackSpec("apgd_ce", eps=eps, steps=steps, norm=norm),
-        "APGD-T": AttackSpec("apgd_t", eps=eps, steps=steps, norm=norm, num_targets=9 if version == "standard" else 3),
-    }
-    if version == "standard":
-        attacks["FAB-T"] = AttackSpec("fab_t", eps=eps, steps=steps, norm=norm, num_targets=9)
-        attacks["Square"] = AttackSpec("square", eps=eps, queries=queries, norm=norm, seed=seed)
-    return attacks
-
 
 @dataclasses.dataclass
 class AutoAttackResult:
@@ -116,7 +99,7 @@ def cascade_runners(base, eps: float, norm: str = "linf", version: str = "standa
                     queries: int = 5000, seed: int = 0, clip_min: float = 0.0, clip_max: float = 1.0) -> dict:
     """`{part name: compiled attack}` in cascade order: traced once per model, reused over batches."""
     return {name: compile_attack(spec, base, clip_min, clip_max)
-            for name, spec in suite(eps, norm, version, steps, queries, seed).items()}
+            for name, spec in cascade_parts(eps, norm, version, steps, queries, seed).items()}
 
 
 def run_cascade(base, runners: dict, x, y, batch_size: int = 500, progress: bool = False) -> AutoAttackResult:

@@ -32,44 +32,15 @@ from keras_attdef.attacks.objectives import classification_objective
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation.audit import TOLERANCE, curve_checks, model_checks
 from keras_attdef.evaluation.autoattack import cascade_runners, run_cascade
-from keras_attdef.evaluation.autoattack import suite as autoattack_suite
+from keras_attdef.evaluation.suites import cascade_row, suite_attacks
 from keras_attdef.inputs import check_inputs
 from keras_attdef.evaluation.robustness import evaluate_robustness
 from keras_attdef.tables import markdown_table, percent
 from keras_attdef.models import predict_labels, unwrap
 
-SUITES = ("autoattack", "fast", "quick")
 # Attacks that use no gradient of the evaluated model: the audit compares them with the white-box ones.
 BLACK_BOX = ("square", "transfer")
 SINGLE_STEP = ("fgsm", "step_ll", "r_step_ll")
-
-
-def suite_attacks(eps: float, norm: str = "linf", suite: str = "autoattack", seed: int = 0) -> dict:
-    """The attacks of a suite by row name: FGSM and PGD beside the AutoAttack-style parts.
-
-    `"autoattack"`: FGSM, PGD-20, PGD-100 and the standard parts (APGD-CE, APGD-T, FAB-T, Square); `"fast"`:
-    FGSM, PGD-20 and the fast parts; `"quick"`: FGSM, PGD-10 and APGD-CE with 20 steps (smoke tests).
-    The parts run as the cascade runs them, each on the points the parts before it left: the first part's
-    row is that attack alone, the others' rows (`"after APGD-T"`, ...) the cascade's accuracy after them.
-    """
-    if suite not in SUITES:
-        raise ValueError(f"Unknown suite {suite!r}; choose one of {SUITES}.")
-    rows = {"FGSM": AttackSpec("fgsm", eps=eps)} if norm == "linf" else {}
-    if suite == "quick":
-        rows["PGD-10"] = AttackSpec("pgd", eps=eps, steps=10, norm=norm)
-        rows["APGD-CE (20 steps)"] = AttackSpec("apgd_ce", eps=eps, steps=20, norm=norm)
-        return rows
-    rows["PGD-20"] = AttackSpec("pgd", eps=eps, steps=20, norm=norm)
-    if suite == "autoattack":
-        rows["PGD-100"] = AttackSpec("pgd", eps=eps, steps=100, norm=norm)
-    parts = autoattack_suite(eps, norm, "standard" if suite == "autoattack" else "fast", seed=seed)
-    rows.update({cascade_row(i, name): spec for i, (name, spec) in enumerate(parts.items())})
-    return rows
-
-
-def cascade_row(position: int, part: str) -> str:
-    """The report row of the cascade's `position`-th part: its name first, then `"after <name>"`."""
-    return part if position == 0 else f"after {part}"
 
 
 def cascade_outcomes(base, x, y, eps: float, norm: str, version: str, batch_size: int, seed: int,

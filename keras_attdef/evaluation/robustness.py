@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attdef.inputs import check_labels
-from keras_attdef.attacks.gradient import default_step_size
-from keras_attdef.attacks.spec import AttackSpec, as_spec, compile_attack
+from keras_attdef.attacks.spec import as_spec, compile_attack
+from keras_attdef.evaluation.suites import pgd_table
 from keras_attdef.tables import markdown_table, percent
 from keras_attdef.models import unwrap
 
@@ -42,20 +42,6 @@ class RobustnessReport:
 
     def __str__(self) -> str:
         return self.to_markdown()
-
-
-def default_attacks(eps: float = 0.3) -> dict:
-    """A PGD-family table: FGSM, StepLL, Iter-LL, PGD-20 and PGD-40 at `eps` (steps scale with eps).
-
-    It overstates robustness: quote `autoattack` or `evaluate(suite="autoattack")` instead.
-    """
-    return {
-        f"FGSM eps={eps}": AttackSpec("fgsm", eps=eps),
-        f"StepLL eps={eps}": AttackSpec("step_ll", eps=eps),
-        f"Iter-LL eps={eps}": AttackSpec("iter_ll", eps=eps, step_size=eps / 2, rounds=2),
-        f"PGD-20 eps={eps}": AttackSpec("pgd", eps=eps, step_size=eps / 8, steps=20),
-        f"PGD-40 eps={eps}": AttackSpec("pgd", eps=eps, step_size=default_step_size(eps, 40), steps=40),
-    }
 
 
 def _batches(data, batch_size):
@@ -100,7 +86,7 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     Args:
         model: a Keras classifier returning logits, or a `RobustModel`.
         data: `(images, labels)` arrays or a `tf.data.Dataset` of batches.
-        attacks: `{row name: AttackSpec or dict or name}`, a list of specs, or None for `default_attacks()`.
+        attacks: `{row name: AttackSpec or dict or name}`, a list of specs, or None for `suites.pgd_table()`.
         batch_size: batch size for arrays.
         progress: show a progress bar.
         clip_min: smallest valid input value (passed to every attack).
@@ -114,7 +100,7 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     """
     base = unwrap(model)
     if attacks is None:
-        attacks = default_attacks()
+        attacks = pgd_table()
     if not isinstance(attacks, dict):
         attacks = {repr(as_spec(a)): a for a in attacks}
     specs = {name: as_spec(spec) for name, spec in attacks.items()}

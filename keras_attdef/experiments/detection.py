@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_attdef.evaluation.suites import JSMA_GAMMA, detection_attacks
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import train_or_load
 
@@ -26,7 +27,6 @@ CALIBRATION_SIZE = 5000
 # the adaptive attack's L2 budget: the usual MNIST / CIFAR-10 L2 threat models (Croce and Hein's 2.0 and 0.5)
 L2_EPS = {"mnist": 2.0, "fashion_mnist": 2.0, "cifar10": 0.5}
 # JSMA's budget (share of input features it may change); the L0 adaptive attack gets the same number
-JSMA_GAMMA = 0.15
 
 
 def detection_data(dataset: str, data_dir=None, train_size: int | None = None, eval_size: int = 1000):
@@ -49,23 +49,6 @@ def detection_data(dataset: str, data_dir=None, train_size: int | None = None, e
     if train_size:
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     return x_train, y_train, x_eval, y_eval, description
-
-
-def detection_attacks(dataset: str, cw_steps: int = 100) -> tuple[dict, float]:
-    """The thesis's attacks (FGSM, JSMA, C&W-L2) with this library's settings, and the Linf eps used.
-
-    On CIFAR-10, JSMA searches its pixel pairs among a pool of 128 features per iteration (`jsma(pool=)`).
-    """
-    from keras_attdef.attacks.spec import AttackSpec
-
-    eps = 0.2 if dataset in ("mnist", "fashion_mnist") else 8 / 255
-    return {
-        f"FGSM {eps:.3g}": AttackSpec("fgsm", eps=eps),
-        # all-pairs JSMA on 3,072 colour features costs ~10 GB and hours; a pool of 128 per iteration does not
-        "JSMA": AttackSpec("jsma", gamma=JSMA_GAMMA) if dataset != "cifar10" else
-                AttackSpec("jsma", gamma=JSMA_GAMMA, pool=128),
-        "C&W-L2": AttackSpec("cw_l2", steps=cw_steps, search_steps=5, initial_const=0.1, learning_rate=0.05),
-    }, eps
 
 
 def _fitted_detector(path, store, classifier, x, y, hardening, beta, noise, squeeze_bits, median_size,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_attdef.evaluation.suites import paper_attacks
 from keras_attdef.experiments.publish import publish_reproduction
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
@@ -98,19 +99,6 @@ def student_model(name: str, protocol: Protocol, teacher=None):
             raise ValueError("atat's student starts from its teacher's weights: train the plain teacher first.")
         model.set_weights(teacher.get_weights())
     return model
-
-
-def paper_attacks(eps: float = 0.3) -> dict:
-    """The columns of the paper's Table 5 as `{row: AttackSpec}` (I-FGSM: three rounds; PGD: step 0.01)."""
-    from keras_attdef.attacks.spec import AttackSpec
-
-    return {
-        "FGSM 0.15": AttackSpec("fgsm", eps=0.15),
-        "I-FGSM 0.15": AttackSpec("ifgsm", eps=0.15, steps=3, step_size=0.05),
-        "StepLL 0.15": AttackSpec("step_ll", eps=0.15),
-        "PGD-30": AttackSpec("pgd", eps=eps, steps=30, step_size=0.01, random_start=True),
-        "PGD-100": AttackSpec("pgd", eps=eps, steps=100, step_size=0.01, random_start=True),
-    }
 
 
 def suite_stage(store: ResultStore, name: str, model, x, y, eps: float, folder, suite: str = "autoattack",
