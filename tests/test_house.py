@@ -123,3 +123,12 @@ def test_fractional_labels_are_refused_not_rounded():
         attacks.fgsm(models.lenet(), x, np.array([0.4, 2.6]), 0.1)
     with pytest.raises(ValueError, match="integer class indices"):
         evaluation.autoattack(models.lenet(), x, np.array([0.4, 2.6]), eps=0.1, progress=False)
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    long = []
+    for path in ROOT.glob("keras_attdef/**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, f"split these (docstring included): {long}"
