@@ -127,7 +127,7 @@ def cifarnet(input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int =
     inputs = keras.Input(input_shape, name="image")
     h = layers.Conv2D(64, 5, padding="same", activation="relu", name="conv1")(inputs)
     h = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(h)
-    h = layers.Conv2D(filters[1], 5, padding="same", activation="relu", name="conv2")(h)
+    h = layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2")(h)
     h = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(h)
     h = layers.Flatten(name="flatten")(h)
     h = layers.Dense(384, activation="relu", name="fc3")(h)

@@ -99,6 +99,14 @@ def test_every_registered_attack_stays_in_its_ball_and_range(name, tiny_batch):
         assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0, name
 
 
+# -- models -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_every_registered_model_builds_and_returns_class_logits(name):
+    net = models.get(name)()
+    batch = np.zeros((2, *net.input_shape[1:]), "float32")
+    assert tuple(net(batch).shape) == (2, 10)
+
+
 # -- defences -----------------------------------------------------------------------------------------
 def _build(preset, teacher):
     return preset.from_options(eps=0.2, steps=2, step_size=0.1, warmup_steps=3, teacher=teacher)
