@@ -101,6 +101,41 @@ def load(
     return _normalise(images), np.asarray(labels).reshape(-1).astype(np.int32)
 
 
+CIFAR_TRAIN_PART = 8000  # experiments on the CIFAR-10 test copy train on this many of its images
+
+
+def experiment_split(name: str, data_dir=None, train_size: int | None = None, eval_size: int = 1000):
+    """`(x_train, y_train, x_eval, y_eval, description)`: the data an experiment trains and evaluates on.
+
+    MNIST-like sets: the official training split and the first `eval_size` test images. CIFAR-10, of which
+    only the test copy is offline: that copy shuffled (seed 0), its first 8,000 images to train and
+    `eval_size` of the last 2,000 to evaluate; not the official training set, so no figure made on it is
+    comparable with published CIFAR-10 figures (the description says so).
+
+    Example:
+
+    >>> x, y, x_eval, y_eval, description = experiment_split("mnist", train_size=100, eval_size=10)
+    >>> len(x), len(x_eval), description
+    (100, 10, 'mnist: official training split, first 10 test images')
+    """
+    if name == "cifar10":
+        x, y = load("cifar10", "test", data_dir)
+        order = np.random.default_rng(0).permutation(len(x))
+        x, y = x[order], y[order]
+        x_train, y_train = x[:CIFAR_TRAIN_PART], y[:CIFAR_TRAIN_PART]
+        x_eval, y_eval = x[CIFAR_TRAIN_PART:][:eval_size], y[CIFAR_TRAIN_PART:][:eval_size]
+        description = (f"CIFAR-10 test copy shuffled (seed 0): trained on its first {CIFAR_TRAIN_PART} images, "
+                       f"evaluated on {len(y_eval)} of its held-out last {len(x) - CIFAR_TRAIN_PART} (not the "
+                       "official training set; not comparable with published CIFAR-10 figures)")
+    else:
+        x_train, y_train = load(name, "train", data_dir)
+        x_eval, y_eval = load(name, "test", data_dir, limit=eval_size)
+        description = f"{name}: official training split, first {len(y_eval)} test images"
+    if train_size:
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
+    return x_train, y_train, x_eval, y_eval, description
+
+
 def as_dataset(
     images: np.ndarray,
     labels: np.ndarray,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from keras_attdef import models
+from keras_attdef import datasets, models
 from keras_attdef.evaluation.suites import paper_attacks
 from keras_attdef.experiments.reproduction import PAPER_COLUMNS, Protocol, preset_defense, reproduction_table
 from keras_attdef.experiments import reproduction
@@ -193,3 +193,19 @@ def test_atat_student_starts_from_its_teacher_and_the_others_from_scratch():
     assert any(not np.array_equal(t, o) for t, o in zip(teacher.get_weights(), fresh.get_weights()))
     with pytest.raises(ValueError, match="teacher"):
         reproduction.student_model("atat", protocol)
+
+
+def test_ablation_runs_on_the_cifar10_split_and_says_so(tmp_path):
+    from keras_attdef.experiments.ablation import ablate
+    from keras_attdef.results import load_experiments
+
+    try:
+        datasets.load("cifar10", "test", limit=1)
+    except (FileNotFoundError, ValueError) as error:
+        pytest.skip(f"no offline CIFAR-10 copy: {error}")
+    ablate(tmp_path, ("attn_madry",), model="cifarnet", dataset="cifar10", eps=8 / 255, epochs=1, steps=1,
+           train_size=64, eval_size=8, verbose=0, experiment="ablate_attention_cifar", adaptive=True)
+    meta, (record,) = load_experiments(tmp_path / "results")["ablate_attention_cifar"]
+    assert record["dataset"] == "cifar10" and record["training"]["architecture"] == "cifarnet"
+    assert record["threat"]["eps"] == pytest.approx(8 / 255) and record["n"] == 8
+    assert "not the official training set" in meta["protocol"] and "StepLL-0.0157" in meta["protocol"]

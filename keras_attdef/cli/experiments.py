@@ -137,13 +137,17 @@ def reproduce(args) -> str:
 
 
 def _ablate_parser(sub) -> None:
+    from keras_attdef import models
     from keras_attdef.experiments.ablation import FAMILIES, VARIANTS
 
     abl = sub.add_parser("ablate", help="attention defences' terms one at a time against madry, equal epochs")
     abl.add_argument("--family", choices=sorted(FAMILIES), default="aad")
     abl.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                      help="these variants instead of the family's (a teacher before its ATAT variants)")
-    abl.add_argument("--model", default="small_lenet", choices=["small_lenet", "lenet"])
+    abl.add_argument("--model", default="small_lenet", choices=sorted(models.REGISTRY))
+    abl.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10"],
+                     help="cifar10: the offline test copy split 8,000 / 2,000 (not the official training set)")
+    abl.add_argument("--eps", type=float, default=0.3, help="Linf budget (8/255 = 0.0314 on CIFAR-10)")
     abl.add_argument("--epochs", type=int, default=2)
     abl.add_argument("--steps", type=int, default=3, help="PGD steps per round")
     abl.add_argument("--eval-size", type=int, default=1000)

@@ -177,7 +177,7 @@ def _evaluate_variant(store, name, robust, defense, x, y, eps, version, seed, ad
         return "".join("1" if c else "0" for c in report.correct["adaptive"])
 
     def run_iou():
-        shift = analysis.attention_shift(base, x, y, AttackSpec("step_ll", eps=0.15))
+        shift = analysis.attention_shift(base, x, y, AttackSpec("step_ll", eps=eps / 2))
         return {"succeeded": _iou_at_10(shift.succeeded), "failed": _iou_at_10(shift.failed)}
 
     store.get(f"{name}/adaptive", run_adaptive)
@@ -192,6 +192,7 @@ def _iou_at_10(values: dict):
 def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = "small_lenet", epochs: int = 2,
            steps: int = 3, eps: float = 0.3, batch_size: int = 100, lr: float = 1e-3, eval_size: int = 1000,
            version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
+           dataset: str = "mnist",
            verbose: int = 2, experiment: str = "ablation", results_dir=None,
            command: str = "keras-attdef ablate", adaptive: bool | None = None) -> str:
     """Trains every variant for `epochs` epochs, evaluates it and publishes one record each; returns the table.
@@ -213,6 +214,8 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
         train_size: first N training digits (None: all).
         data_dir: data folder (default `$KERAS_ATTDEF_DATA`).
         seed: seeds weights, batch order and attacks.
+        dataset: `"mnist"`, or `"cifar10"`: the offline test copy split 8,000 / 2,000
+            (`datasets.experiment_split`; not comparable with published CIFAR-10 figures).
         verbose: `fit` verbosity.
         experiment: the records' experiment name (`ablate_<family>` from the CLI); families in
             `ADAPTIVE_FAMILIES` also get the map-adaptive attack, attention IoU and paired sign tests.
@@ -228,8 +231,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
 
     out = Path(out)
     store = ResultStore(out / "results.json")
-    x, y = datasets.load("mnist", "train", data_dir, limit=train_size)
-    x_test, y_test = datasets.load("mnist", "test", data_dir, limit=eval_size)
+    x, y, x_test, y_test, data = datasets.experiment_split(dataset, data_dir, train_size, eval_size)
     steps_per_epoch = int(np.ceil(len(x) / batch_size))
     if adaptive is None:
         adaptive = experiment.removeprefix("ablate_") in ADAPTIVE_FAMILIES
@@ -242,6 +244,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     needed = {VARIANTS[name][2]["teacher"] for name in variants if "teacher" in VARIANTS[name][2] and not stored(name)}
     teachers, records = {}, []
     setting = {"model": model, "epochs": epochs, "eps": eps, "version": version, "seed": seed, "n": len(y_test),
+               "dataset": dataset, "data": data,
                "batch_size": batch_size, "lr": lr, "steps": steps}
     for name in variants:
         if stored(name) is None or name in needed:

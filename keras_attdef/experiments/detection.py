@@ -21,34 +21,11 @@ from keras_attdef.evaluation.suites import JSMA_GAMMA, detection_attacks
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import train_or_load
 
-CIFAR_TRAIN_PART = 8000
 # benign training images whose scores set the calibrated threshold (last of the training part)
 CALIBRATION_SIZE = 5000
 # the adaptive attack's L2 budget: the usual MNIST / CIFAR-10 L2 threat models (Croce and Hein's 2.0 and 0.5)
 L2_EPS = {"mnist": 2.0, "fashion_mnist": 2.0, "cifar10": 0.5}
 # JSMA's budget (share of input features it may change); the L0 adaptive attack gets the same number
-
-
-def detection_data(dataset: str, data_dir=None, train_size: int | None = None, eval_size: int = 1000):
-    """`(x_train, y_train, x_eval, y_eval, description)` for the detector experiment."""
-    from keras_attdef import datasets
-
-    if dataset == "cifar10":
-        x, y = datasets.load("cifar10", "test", data_dir)
-        order = np.random.default_rng(0).permutation(len(x))
-        x, y = x[order], y[order]
-        x_train, y_train = x[:CIFAR_TRAIN_PART], y[:CIFAR_TRAIN_PART]
-        x_eval, y_eval = x[CIFAR_TRAIN_PART:][:eval_size], y[CIFAR_TRAIN_PART:][:eval_size]
-        description = (f"CIFAR-10 test copy shuffled (seed 0): trained on its first {CIFAR_TRAIN_PART} images, "
-                       f"evaluated on {len(y_eval)} of its held-out last {len(x) - CIFAR_TRAIN_PART} (not the official "
-                       "training set)")
-    else:
-        x_train, y_train = datasets.load(dataset, "train", data_dir)
-        x_eval, y_eval = datasets.load(dataset, "test", data_dir, limit=eval_size)
-        description = f"{dataset}: official training split, first {len(y_eval)} test images"
-    if train_size:
-        x_train, y_train = x_train[:train_size], y_train[:train_size]
-    return x_train, y_train, x_eval, y_eval, description
 
 
 def _fitted_detector(path, store, classifier, x, y, hardening, beta, noise, squeeze_bits, median_size,
@@ -138,13 +115,13 @@ def detection_experiment(out="runs/detect_mnist", dataset: str = "mnist", train_
     Returns:
         The Markdown table with its notes.
     """
-    from keras_attdef import models
+    from keras_attdef import datasets, models
     from keras_attdef.detect.evaluation import DetectionReport
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "results.json")
-    x, y, x_eval, y_eval, description = detection_data(dataset, data_dir, train_size, eval_size)
+    x, y, x_eval, y_eval, description = datasets.experiment_split(dataset, data_dir, train_size, eval_size)
     build = (lambda: models.cifarnet()) if dataset == "cifar10" else (lambda: models.lenet(x.shape[1:]))
     classifier = train_or_load(out / "classifier.keras", build, "plain", x, y, classifier_epochs, seed=seed,
                                verbose=verbose)[0].base_model

@@ -171,8 +171,8 @@ def ablation_record(experiment: str, name: str, variant: tuple, training: dict, 
         metrics.update({"IoU@10 kept": figures["iou"]["failed"], "IoU@10 fooled": figures["iou"]["succeeded"]})
         label = f"{label}, per point together with {ADAPTIVE_ROW}"
     return {
-        "schema_version": SCHEMA_VERSION, "experiment": experiment, "model": name, "dataset": "mnist",
-        "n": int(setting["n"]), "threat": {"norm": "linf", "eps": float(setting["eps"])}, "evaluation": label,
+        "schema_version": SCHEMA_VERSION, "experiment": experiment, "model": name,
+        "dataset": setting.get("dataset", "mnist"), "n": int(setting["n"]), "threat": {"norm": "linf", "eps": float(setting["eps"])}, "evaluation": label,
         "accuracy": accuracy, "headline": "worst case", "audit_flags": [],
         "training": {"preset": preset, "architecture": arguments.get("model", setting["model"]),
                      "epochs": int(training["epochs_done"]), "train_seconds": float(training["seconds"])},
@@ -203,7 +203,8 @@ def ablation_experiment(experiment: str, variants, setting: dict, command: str, 
     if adaptive:
         columns = ["change", "clean", "APGD-CE", "cascade worst case", ADAPTIVE_ROW, "worst case", "IoU@10 kept",
                    "IoU@10 fooled", "empty maps", "p vs madry", "p vs trades"]
-    protocol = (f"{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
+    data = f"{setting['data']}. " if setting.get("dataset", "mnist") != "mnist" else ""
+    protocol = (f"{data}{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
                 f"{setting['batch_size']}, Adam {setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, "
                 f"PGD-{setting['steps']} (step 2.5 eps / {setting['steps']}) per round, eps ramped over epoch 1. Empty "
                 "maps: share of the test digits whose true-class attention map (the variant's method and layer) is "
@@ -211,8 +212,8 @@ def ablation_experiment(experiment: str, variants, setting: dict, command: str, 
     if adaptive:
         protocol += (f" {ADAPTIVE_ROW}: PGD-50 raising cross-entropy plus the variant's own map distance (signed "
                      "Grad-CAM and floored cosine for variants without a map term). IoU@10: top-10-cell Grad-CAM "
-                     "IoU between clean and StepLL-0.15 digits, kept = not fooled. p vs X: one-sided sign test that "
-                     "the variant's worst case beats X's on the same digits.")
+                     f"IoU between clean and StepLL-{setting['eps'] / 2:.3g} images, kept = not fooled. p vs X: "
+                     "one-sided sign test that the variant's worst case beats X's on the same images.")
     return {"schema_version": SCHEMA_VERSION, "experiment": experiment,
             "title": f"Ablation {experiment.removeprefix('ablate_')}: one change at a time, equal epochs",
             "protocol": protocol, "command": command, "columns": columns, "order": list(variants)}
