@@ -19,18 +19,14 @@ def _fit(defense, data, jit=False, epochs=1, strategy=None, **fit_kwargs):
     return robust, history.history
 
 
-def test_adversarial_training_beats_plain_under_attack(mnist_train, mnist_test):
+def test_adversarial_training_beats_plain_under_attack(trained_lenet, fast_at_lenet, mnist_test):
     """A short ramped fast-AT run is already far more robust than plain training (PGD-10, eps 0.2)."""
     from keras_attdef import evaluate_robustness
 
-    data = mnist_train
     pgd = {"pgd": AttackSpec("pgd", eps=0.2, step_size=0.05, steps=10)}
-    keras.utils.set_random_seed(0)
-    plain, _ = _fit("plain", data)
-    robust, _ = _fit(defenses.fast(eps=0.2, warmup_steps=60), data, epochs=2)
     test = (mnist_test[0][:256], mnist_test[1][:256])
-    plain_acc = evaluate_robustness(plain, test, pgd, progress=False).accuracy
-    robust_acc = evaluate_robustness(robust, test, pgd, progress=False).accuracy
+    plain_acc = evaluate_robustness(trained_lenet, test, pgd, progress=False).accuracy
+    robust_acc = evaluate_robustness(fast_at_lenet, test, pgd, progress=False).accuracy
     assert robust_acc["pgd"] > plain_acc["pgd"] + 0.3, (plain_acc, robust_acc)
     assert robust_acc["clean"] > 0.85
 
