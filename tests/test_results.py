@@ -82,3 +82,15 @@ def test_every_generated_marker_is_filled():
         matched = [m for m in report.SECTION.finditer(text)]
         assert len(matched) == text.count("<!-- generated:"), host
         assert all(m.group("body").strip() for m in matched), host
+
+
+def test_provenance_names_the_commit_the_run_loaded_and_flags_sources_changed_under_it(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("keras_attdef.results.provenance")
+    monkeypatch.setattr(module, "_LOADED", ("a" * 40, "tree1", False))
+    monkeypatch.setattr(module, "_checkout", lambda: ("b" * 40, "tree1", False))  # a commit of docs only
+    record = module.provenance("cmd", 0)
+    assert record["commit"] == "a" * 40 and record["dirty"] is False
+    monkeypatch.setattr(module, "_checkout", lambda: ("c" * 40, "tree2", False))  # the package changed
+    assert module.provenance("cmd", 0)["dirty"] is True

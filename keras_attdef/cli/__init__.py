@@ -12,6 +12,7 @@ import shlex
 import sys
 
 from keras_attdef.cli import evaluate, experiments, train
+from keras_attdef.results import provenance as _provenance  # noqa: F401  (reads the commit the run loads)
 
 GROUPS = (train, evaluate, experiments)
 

@@ -56,6 +56,17 @@ def machine() -> dict:
             "gpus": gpus}
 
 
+def _checkout() -> tuple:
+    """`(commit, package tree, dirty)`: HEAD, the package's tree at HEAD, whether it has uncommitted changes."""
+    return (_git("rev-parse", "HEAD") or "unknown", _git("rev-parse", "HEAD:keras_attdef"),
+            bool(_git("status", "--porcelain", "--", "keras_attdef")))
+
+
+# Read when the package is imported: the code a long run executes is what it loaded then, whatever is
+# committed while it runs (a record written an hour later must not name a commit it never ran).
+_LOADED = _checkout()
+
+
 def provenance(command: str, seed: int | None, **extra) -> dict:
     """The provenance block of a result record.
 
@@ -65,11 +76,13 @@ def provenance(command: str, seed: int | None, **extra) -> dict:
         **extra: further entries (e.g. `imported_from`).
 
     Returns:
-        `commit` (the checkout's HEAD, or "unknown" outside a git checkout), `dirty` (uncommitted changes
-        in the package), `command`, `seed`, `packages`, `machine` and `created` (UTC, ISO 8601).
+        `commit` (the checkout's HEAD when this process imported the package, or "unknown" outside a git
+        checkout), `dirty` (the package had uncommitted changes then, or its sources have changed since), `command`,
+        `seed`, `packages`, `machine` and `created` (UTC, ISO 8601).
     """
-    commit = _git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(_git("status", "--porcelain", "--", "keras_attdef"))
+    commit, tree, dirty = _LOADED
+    _, tree_now, dirty_now = _checkout()
+    dirty = dirty or dirty_now or tree_now != tree  # the package's sources changed under the run: say so
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     return {"commit": commit, "dirty": dirty, "command": command, "seed": seed, "packages": package_versions(),
             "machine": machine(), "created": created, **extra}
