@@ -132,3 +132,9 @@ def test_no_function_in_the_package_is_longer_than_80_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
     assert not long, f"split these (docstring included): {long}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"\*\*Tests\*\*.*?```bash\n(.+?)\n```", readme, re.S).group(1)
+    assert command in (ROOT / ".ci" / "run").read_text()
