@@ -143,7 +143,7 @@ def check_labels(y, x, num_classes: int | None = None):
         low, high = int(tf.reduce_min(y)), int(tf.reduce_max(y))
         if low < 0 or high >= num_classes:
             raise ValueError(f"Labels must lie in [0, {num_classes - 1}] for a {num_classes}-class model; got "
-                             f"values in [{low}, {high}].")
+                             f"labels in [{low}, {high}].")
     return y
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from keras_attdef.certify.domain import check_domain, network_slack
 from keras_attdef.certify.dual import SAFETY, pair_block, pair_bound, relaxation_lower_bound
 from keras_attdef.certify.network import as_weights, two_layer_weights
+from keras_attdef.inputs import check_labels
 
 TINY_RADIUS = 1e-5  # inputs with a smaller radius are bounded by a Lipschitz term instead of the SDP
 
@@ -242,11 +243,7 @@ def certify_images(model: keras.Model, x, y, budget: float | None = None, rho=No
 
     weights = two_layer_weights(model)
     x = check_domain(x, (None, *model.input_shape[1:]), clip_min, clip_max)
-    y = np.asarray(y).reshape(-1)
-    classes = weights[2].shape[0]
-    if len(y) != len(x) or not np.all((y >= 0) & (y < classes) & (y == np.round(y))):
-        raise ValueError(f"Expected {len(x)} integer labels in [0, {classes - 1}], got {len(y)} labels in "
-                         f"[{y.min() if len(y) else None}, {y.max() if len(y) else None}].")
+    y = check_labels(np.asarray(y), x, num_classes=weights[2].shape[0]).numpy()
     predictions = np.argmax(model.predict(x.astype(np.float32), verbose=0), -1)
     certified = np.zeros(len(x), bool)
     for i in tqdm(range(len(x)), disable=not progress, desc="certify", unit="image"):

@@ -43,8 +43,8 @@ def range_tolerance(clip_min: float, clip_max: float) -> float:
 def check_domain(x, expected_shape, clip_min: float = 0.0, clip_max: float = 1.0, what: str = "images"):
     """`x` as float64 inside [clip_min, clip_max], after refusing what a certificate cannot cover.
 
-    `inputs.check_images` with a tolerance of a few float32 ulps (values that far outside are rounding,
-    clipped in) and the error naming the range the certificate clips the warped pixels to.
+    `inputs.check_images` with a tolerance of a few float32 ulps: values that far outside the range are
+    rounding, and are clipped in.
 
     Raises:
         ValueError: another shape, a NaN or infinite value, or values outside the range by more than a few
