@@ -28,11 +28,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.inputs import check_eps
+from keras_attdef.inputs import check_eps, check_inputs
 from keras_attdef.attacks.spec import compile_attack
-from keras_attdef.inputs import check_inputs
 from keras_attdef.evaluation.suites import cascade_parts
 from keras_attdef.models import predict_labels, unwrap
+
 
 @dataclasses.dataclass
 class AutoAttackResult:

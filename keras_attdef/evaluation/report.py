@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_attdef.inputs import check_eps
+from keras_attdef.inputs import check_eps, check_inputs
 from keras_attdef.attacks.engine import objective_gradient
 from keras_attdef.attacks.objectives import classification_objective
 from keras_attdef.attacks.spec import AttackSpec
 from keras_attdef.evaluation.audit import TOLERANCE, curve_checks, model_checks
 from keras_attdef.evaluation.autoattack import cascade_runners, run_cascade
 from keras_attdef.evaluation.suites import cascade_row, suite_attacks
-from keras_attdef.inputs import check_inputs
 from keras_attdef.evaluation.robustness import evaluate_robustness
 from keras_attdef.tables import markdown_table, percent
 from keras_attdef.models import predict_labels, unwrap
