@@ -145,8 +145,7 @@ def _ablate_parser(sub) -> None:
     abl.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                      help="these variants instead of the family's (a teacher before its ATAT variants)")
     abl.add_argument("--model", default="small_lenet", choices=sorted(models.REGISTRY))
-    abl.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10"],
-                     help="cifar10: the offline test copy split 8,000 / 2,000 (not the official training set)")
+    add_data_flags(abl, "cifar10: the offline test copy split 8,000 / 2,000 (not the official training set)")
     abl.add_argument("--eps", type=float, default=0.3, help="Linf budget (8/255 = 0.0314 on CIFAR-10)")
     abl.add_argument("--epochs", type=int, default=2)
     abl.add_argument("--steps", type=int, default=3, help="PGD steps per round")
@@ -154,7 +153,6 @@ def _ablate_parser(sub) -> None:
     abl.add_argument("--version", default="fast", choices=["fast", "standard"], help="AutoAttack-style cascade")
     abl.add_argument("--train-size", type=int, default=None, help="first N training digits (smoke tests)")
     abl.add_argument("--seed", type=int, default=0)
-    abl.add_argument("--data-dir", default=None)
     abl.add_argument("--verbose", type=int, default=2)
     abl.add_argument("--out", default=None, help="default runs/ablate_FAMILY")
     abl.add_argument("--experiment", default=None,
