@@ -207,7 +207,7 @@ def ablation_experiment(experiment: str, variants, setting: dict, command: str, 
     protocol = (f"{data}{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
                 f"{setting['batch_size']}, Adam {setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, "
                 f"PGD-{setting['steps']} (step 2.5 eps / {setting['steps']}) per round, eps ramped over epoch 1. Empty "
-                "maps: share of the test digits whose true-class attention map (the variant's method and layer) is "
+                "maps: share of the test images whose true-class attention map (the variant's method and layer) is "
                 "zero everywhere. Train seconds are a guide only when the machine was shared.")
     if adaptive:
         protocol += (f" {ADAPTIVE_ROW}: PGD-50 raising cross-entropy plus the variant's own map distance (signed "
