@@ -8,6 +8,8 @@ from __future__ import annotations
 import inspect
 
 from keras_attdef.cli.common import add_data_flags
+from keras_attdef.detect.lan import NOISES
+from keras_attdef.evaluation.suites import SUITES, VERSIONS
 
 
 def call_with_flags(function, args, **overrides):
@@ -72,7 +74,7 @@ def _detect_parser(sub) -> None:
     det.add_argument("--generator-epochs", type=int, default=5)
     det.add_argument("--mask-epochs", type=int, default=5)
     det.add_argument("--beta", type=float, default=1.0, help="eq. 9: weight of the corrupted share")
-    det.add_argument("--noise", default="uniform", choices=["uniform", "gaussian", "shuffle"])
+    det.add_argument("--noise", default="uniform", choices=list(NOISES))
     det.add_argument("--squeeze-bits", type=int, default=None,
                      help="round the mask generator's input to 2**N levels (feature squeezing; default off)")
     det.add_argument("--median-size", type=int, default=None,
@@ -116,7 +118,7 @@ def _reproduce_parser(sub) -> None:
                      help="epochs over which eps ramps up (without a ramp madry collapsed; see Protocol)")
     rep.add_argument("--eval-size", type=int, default=defaults.eval_size)
     rep.add_argument("--train-size", type=int, default=None, help="first N training digits (smoke tests)")
-    rep.add_argument("--suite", default="autoattack", choices=["autoattack", "fast", "quick"])
+    rep.add_argument("--suite", default="autoattack", choices=list(SUITES))
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--data-dir", default=None)
     rep.add_argument("--verbose", type=int, default=2)
@@ -150,7 +152,7 @@ def _ablate_parser(sub) -> None:
     abl.add_argument("--epochs", type=int, default=2)
     abl.add_argument("--steps", type=int, default=3, help="PGD steps per round")
     abl.add_argument("--eval-size", type=int, default=1000)
-    abl.add_argument("--version", default="fast", choices=["fast", "standard"], help="AutoAttack-style cascade")
+    abl.add_argument("--version", default="fast", choices=list(VERSIONS), help="AutoAttack-style cascade")
     abl.add_argument("--train-size", type=int, default=None, help="first N training digits (smoke tests)")
     abl.add_argument("--seed", type=int, default=0)
     abl.add_argument("--verbose", type=int, default=2)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from keras_attdef.cli.common import add_data_flags
 from keras_attdef.defenses.presets import PRESETS
+from keras_attdef.evaluation.suites import VERSIONS
 from keras_attdef.models import REGISTRY as MODELS
 
 # Common preset options (defenses.presets.OPTIONS) and the flags that set them.
@@ -42,7 +43,7 @@ def add_parsers(sub) -> None:
     train.add_argument("--train-limit", type=int, default=None, help="use only this many training images")
     train.add_argument("--eval-size", type=int, default=1000,
                        help="first N test images for the AutoAttack-style headline (0: no evaluation)")
-    train.add_argument("--eval-version", default="fast", choices=["fast", "standard"],
+    train.add_argument("--eval-version", default="fast", choices=list(VERSIONS),
                        help="AutoAttack-style cascade of the headline: fast (APGD-CE, APGD-T with 3 targets) or "
                             "standard (adds 9 targets, FAB-T and Square; `keras-attdef evaluate` for the full report)")
     train.add_argument("--pgd-table", action="store_true",
