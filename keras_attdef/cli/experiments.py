@@ -151,6 +151,7 @@ def _ablate_parser(sub) -> None:
     abl.add_argument("--eps", type=float, default=0.3, help="Linf budget (8/255 = 0.0314 on CIFAR-10)")
     abl.add_argument("--epochs", type=int, default=2)
     abl.add_argument("--steps", type=int, default=3, help="PGD steps per round")
+    abl.add_argument("--step-size", type=float, default=None, help="PGD step (default 2.5 eps / steps)")
     abl.add_argument("--eval-size", type=int, default=1000)
     abl.add_argument("--version", default="fast", choices=list(VERSIONS), help="AutoAttack-style cascade")
     abl.add_argument("--train-size", type=int, default=None, help="first N training digits (smoke tests)")

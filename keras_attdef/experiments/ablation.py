@@ -96,15 +96,17 @@ FAMILIES = {
 ADAPTIVE_FAMILIES = ("attention",)
 
 
-def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teachers: dict | None = None):
+def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teachers: dict | None = None,
+                    step_size: float | None = None):
     """The defence of variant `name` (see `VARIANTS`) at one attack budget.
 
     Args:
         name: a key of `VARIANTS`.
         eps: Linf budget.
-        steps: PGD steps per round (step `2.5 * eps / steps`).
+        steps: PGD steps per round.
         warmup_steps: steps over which eps ramps up.
         teachers: trained classifiers by variant name, for the ATAT variants.
+        step_size: PGD step (None: `2.5 * eps / steps`).
     """
     from keras_attdef import defenses
 
@@ -115,9 +117,9 @@ def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teache
     if preset == "plain":
         return defenses.plain()
     budget = {"eps": eps, "warmup_steps": warmup_steps}
-    pgd = {**budget, "steps": steps, "step_size": None}
+    pgd = {**budget, "steps": steps, "step_size": step_size}
     if preset == "aad":
-        return defenses.aad(**{"attack": "pgd", **change}, **budget, steps=steps)
+        return defenses.aad(**{"attack": "pgd", **change}, **pgd)
     if "teacher" in defenses.PRESETS[preset].options:
         teacher = (teachers or {}).get(change["teacher"])
         if teacher is None:
@@ -190,8 +192,8 @@ def _iou_at_10(values: dict):
 
 
 def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = "small_lenet", epochs: int = 2,
-           steps: int = 3, eps: float = 0.3, batch_size: int = 100, lr: float = 1e-3, eval_size: int = 1000,
-           version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
+           steps: int = 3, step_size: float | None = None, eps: float = 0.3, batch_size: int = 100,
+           lr: float = 1e-3, eval_size: int = 1000, version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
            dataset: str = "mnist",
            verbose: int = 2, experiment: str = "ablation", results_dir=None,
            command: str = "keras-attdef ablate", adaptive: bool | None = None) -> str:
@@ -205,7 +207,8 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
             `FAMILIES["pairing"]`; a variant may name its own model (`"model"` in its change).
         model: the model of the variants that name none (`models.REGISTRY`).
         epochs: epochs per variant (eps ramps up over the first).
-        steps: PGD steps per round (step `2.5 * eps / steps`).
+        steps: PGD steps per round.
+        step_size: PGD step (None: `2.5 * eps / steps`; Madry et al.'s protocol: 0.01).
         eps: Linf budget.
         batch_size: batch size.
         lr: Adam learning rate.
@@ -245,10 +248,10 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     teachers, records = {}, []
     setting = {"model": model, "epochs": epochs, "eps": eps, "version": version, "seed": seed, "n": len(y_test),
                "dataset": dataset, "data": data,
-               "batch_size": batch_size, "lr": lr, "steps": steps}
+               "batch_size": batch_size, "lr": lr, "steps": steps, "step_size": step_size}
     for name in variants:
         if stored(name) is None or name in needed:
-            defense = variant_defense(name, eps, steps, steps_per_epoch, teachers)
+            defense = variant_defense(name, eps, steps, steps_per_epoch, teachers, step_size)
             build = models.get(VARIANTS[name][2].get("model", model))
             robust, training = train_resumable(out / name, build, defense, x, y, epochs, lr, batch_size, seed,
                                                verbose=verbose)

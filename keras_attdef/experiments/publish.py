@@ -197,6 +197,11 @@ def add_paired_tests(records: list, references=("madry", "trades")) -> None:
             record["metrics"][f"p vs {reference}"] = float(f"{sign_test(wins, losses):.3g}")
 
 
+def _step_text(setting: dict) -> str:
+    step = setting.get("step_size")
+    return f"2.5 eps / {setting['steps']}" if step is None else f"{step:g}"
+
+
 def ablation_experiment(experiment: str, variants, setting: dict, command: str, adaptive: bool = False) -> dict:
     """The `experiment.json` of an ablation family."""
     columns = ["change", "clean", "APGD-CE", "worst case", "train adv acc", "empty maps"]
@@ -206,7 +211,7 @@ def ablation_experiment(experiment: str, variants, setting: dict, command: str, 
     data = f"{setting['data']}. " if setting.get("dataset", "mnist") != "mnist" else ""
     protocol = (f"{data}{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
                 f"{setting['batch_size']}, Adam {setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, "
-                f"PGD-{setting['steps']} (step 2.5 eps / {setting['steps']}) per round, eps ramped over epoch 1. Empty "
+                f"PGD-{setting['steps']} (step {_step_text(setting)}) per round, eps ramped over epoch 1. Empty "
                 "maps: share of the test images whose true-class attention map (the variant's method and layer) is "
                 "zero everywhere. Train seconds are a guide only when the machine was shared.")
     if adaptive:
