@@ -13,6 +13,8 @@ Robustness" (arXiv:1902.06705), and Athalye et al. (arXiv:1802.00420):
 - `zero_gradients`: the loss's input gradient is exactly zero on a share of the points.
 - `randomised_outputs`: two forward passes on the same inputs differ.
 - `probabilities_not_logits`: the outputs are non-negative rows summing to 1 (attacks on them saturate).
+- `map_term_hides_gradient` (defences with a map term, `evaluation.adaptive`): the map-adaptive attack's
+  map distance has a zero input gradient (maps that are zero everywhere), so that attack is plain PGD.
 
 Example:
 

@@ -30,6 +30,7 @@ from keras_attdef.inputs import check_eps, check_inputs
 from keras_attdef.attacks.engine import objective_gradient
 from keras_attdef.attacks.objectives import classification_objective
 from keras_attdef.attacks.spec import AttackSpec
+from keras_attdef.evaluation.adaptive import ADAPTIVE_ROW, has_map_term, map_adaptive_attack, map_gradient_check
 from keras_attdef.evaluation.audit import TOLERANCE, curve_checks, model_checks
 from keras_attdef.evaluation.autoattack import cascade_runners, run_cascade
 from keras_attdef.evaluation.suites import cascade_row, suite_attacks
@@ -247,24 +248,28 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     start = time.time()
     base = unwrap(model)
     x, y = check_inputs(base, x, y)
+    defense = getattr(model, "defense", None)
     outcomes = measure(base, x, y, eps, norm, suite, source_model, eps_fractions, steps_grid, batch_size, seed,
-                       progress)
+                       progress, defense=defense if has_map_term(defense) else None)
     return assemble(outcomes, name or getattr(base, "name", "model"), time.time() - start)
 
 
 def measure(base, x, y, eps: float, norm: str = "linf", suite: str = "autoattack", source_model=None,
             eps_fractions=(0.25, 0.5, 0.75, 1.0, 1.25), steps_grid=(1, 2, 5, 10, 20, 50), batch_size: int = 500,
-            seed: int = 0, progress: bool = True, first_points: tuple | None = None) -> dict:
+            seed: int = 0, progress: bool = True, first_points: tuple | None = None, defense=None) -> dict:
     """What `evaluate` measures, per point: `{"correct": {row: bool array}, ...}` with the settings beside.
 
     Every batch restarts the attacks' random streams from `seed` (see `evaluate_robustness`), so outcomes on
     a slice of the points that starts at a batch boundary equal the whole run's on that slice: shards of
     one evaluation are measured separately and `assemble`d together (`keras_attdef.evaluation.shards`).
     The model checks and the loss landscape look at the first points: `first_points=(x, y)` of the whole
-    evaluation when `x` is a slice of it.
+    evaluation when `x` is a slice of it. With a `defense` that has a map term, the map-adaptive attack is a
+    row of the suite and `map_term_hides_gradient` a check (`keras_attdef.evaluation.adaptive`).
     """
     audit_x, audit_y = first_points or (x, y)
     attacks = suite_attacks(eps, norm, suite, seed)
+    if defense is not None:
+        attacks[ADAPTIVE_ROW] = map_adaptive_attack(defense, eps, norm=norm)
     cascade = {} if suite == "quick" else cascade_outcomes(base, x, y, eps, norm, "standard" if suite == "autoattack"
                                                             else "fast", batch_size, seed, progress)
     alone = {n: spec for n, spec in attacks.items() if n not in cascade}
@@ -284,7 +289,10 @@ def measure(base, x, y, eps: float, norm: str = "linf", suite: str = "autoattack
             "attacks": {n: s.get_config() for n, s in attacks.items()}, "black_box": black_box,
             "single_step": [n for n, spec in attacks.items() if spec.name in SINGLE_STEP],
             "correct": {**correct, **{n: c for n, c in curves.items() if n != "clean"}},
-            "model_checks": model_checks(base, audit_x, audit_y),
+            "model_checks": {**model_checks(base, audit_x, audit_y),
+                             **({} if defense is None else
+                                {"map_term_hides_gradient": map_gradient_check(base, defense, audit_x, audit_y, eps,
+                                                                               seed)})},
             "landscape": loss_landscape(base, audit_x, audit_y, eps)}
 
 

@@ -143,23 +143,13 @@ def empty_map_share(model, x, y, layer: str | None = None, method: str = "grad_c
     return sum(rates) / len(y)
 
 
-def adaptive_spec(defense, eps: float, steps: int = 50):
-    """The map-adaptive attack on `defense`: PGD raising CE plus the defence's own map distance (signed
-    Grad-CAM and the floored cosine for defences without a map term)."""
-    from keras_attdef.attacks.spec import AttackSpec
-
-    maps = {"distance": "cosine", "method": "grad_cam", "activation": "none", "layer": None}
-    if hasattr(defense, "maps"):
-        maps = {k: getattr(defense, k) for k in maps}
-    return AttackSpec("map_pgd", eps=eps, steps=steps, weight=1.0, **maps)
-
-
 def _evaluate_variant(store, name, robust, defense, x, y, eps, version, seed, adaptive: bool) -> None:
     """Stores the cascade and the empty-map share; with `adaptive`, also per-point outcomes, the map-adaptive
     attack and the attention IoU (StepLL 0.15, as the reproduction)."""
     from keras_attdef import analysis
     from keras_attdef.attacks.spec import AttackSpec
     from keras_attdef.evaluation import autoattack, evaluate_robustness
+    from keras_attdef.evaluation.adaptive import map_adaptive_attack
 
     base = robust.base_model
 
@@ -175,7 +165,7 @@ def _evaluate_variant(store, name, robust, defense, x, y, eps, version, seed, ad
         return
 
     def run_adaptive():
-        report = evaluate_robustness(base, (x, y), {"adaptive": adaptive_spec(defense, eps)}, batch_size=250)
+        report = evaluate_robustness(base, (x, y), {"adaptive": map_adaptive_attack(defense, eps)}, batch_size=250)
         return "".join("1" if c else "0" for c in report.correct["adaptive"])
 
     def run_iou():

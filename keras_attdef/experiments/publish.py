@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from keras_attdef.evaluation.adaptive import ADAPTIVE_ROW
 from keras_attdef.results import provenance, write_experiment, write_record
 from keras_attdef.results.schema import SCHEMA_VERSION
 
@@ -131,7 +132,6 @@ def publish_training(record: dict, model, results_dir) -> list:
 
 
 FAST_CASCADE = "AutoAttack-style worst case (fast: APGD-CE, then APGD-T with 3 targets)"
-ADAPTIVE_ROW = "map-adaptive PGD-50"
 
 
 def _bits(text: str):
