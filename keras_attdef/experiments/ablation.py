@@ -33,7 +33,7 @@ import numpy as np
 from keras_attdef.experiments.publish import ablation_experiment, ablation_record, add_paired_tests
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
-from keras_attdef.results import write_experiment, write_record
+from keras_attdef.results import provenance, write_experiment, write_record
 from keras_attdef.results.report import experiment_table
 
 # name -> (what changes, preset, its arguments); an ATAT variant's "teacher" names the variant it learns from
@@ -248,8 +248,10 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
             store.bind(name, training["run_id"])
             teachers[name] = robust.base_model
             _evaluate_variant(store, name, robust, defense, x_test, y_test, eps, version, seed, adaptive)
+            # the code and command that made these figures, not those of a later run that only republishes them
+            store.get(f"{name}/provenance", lambda: provenance(command, seed))
         training, figures = stored(name)
-        extras = {k: store.data.get(f"{name}/{k}") for k in ("adaptive", "iou")}
+        extras = {k: store.data.get(f"{name}/{k}") for k in ("adaptive", "iou", "provenance")}
         records.append(ablation_record(experiment, name, VARIANTS[name], training, {**figures, **extras},
                                        setting, command))
     add_paired_tests(records, ("madry", "trades"))

@@ -31,7 +31,7 @@ def _number(value):
 
 def reproduction_record(name: str, result: dict, protocol, paper_table: dict, command: str, **provenance_extra) -> dict:
     """The record of one preset from its finished reproduction stages (`training`, `paper`, `suite`,
-    `attention_shift`)."""
+    `attention_shift`, and `provenance` when it was stamped as the figures were made)."""
     paper, suite, shift, training = result["paper"], result["suite"], result["attention_shift"], result["training"]
     accuracy = {PAPER_ROW_NAMES.get(k, k): v for k, v in paper.items() if k != "worst case"}
     # Suites run before the cascade reuse hold each part alone ("APGD-T"); later ones the cascade's rows
@@ -54,7 +54,7 @@ def reproduction_record(name: str, result: dict, protocol, paper_table: dict, co
                      "epochs": int(training["epochs_done"]), "epochs_planned": protocol.epochs,
                      "train_seconds": float(training["seconds"])},
         "metrics": metrics, "reference": reference, "weights": None,
-        "provenance": provenance(command, protocol.seed, **provenance_extra),
+        "provenance": result.get("provenance") or provenance(command, protocol.seed, **provenance_extra),
     }
 
 
@@ -150,7 +150,8 @@ def ablation_record(experiment: str, name: str, variant: tuple, training: dict, 
         variant: its `(change, preset, arguments)` entry of `ablation.VARIANTS`.
         training: its training progress (`epochs_done`, `seconds`, `logs`).
         figures: its stored stages: `autoattack` and `empty_maps`, and, when run, `adaptive` (per-point
-            outcomes as a 0/1 string) and `iou` (`succeeded` / `failed` IoU@10).
+            outcomes as a 0/1 string), `iou` (`succeeded` / `failed` IoU@10) and `provenance` (stamped when
+            the figures were made; without it, this process's).
         setting: model, epochs, eps, version, seed, n.
         command: the command for the provenance.
     """
@@ -176,7 +177,8 @@ def ablation_record(experiment: str, name: str, variant: tuple, training: dict, 
         "accuracy": accuracy, "headline": "worst case", "audit_flags": [],
         "training": {"preset": preset, "architecture": arguments.get("model", setting["model"]),
                      "epochs": int(training["epochs_done"]), "train_seconds": float(training["seconds"])},
-        "metrics": metrics, "reference": None, "weights": None, "provenance": provenance(command, setting["seed"]),
+        "metrics": metrics, "reference": None, "weights": None,
+        "provenance": figures.get("provenance") or provenance(command, setting["seed"]),
     }
 
 

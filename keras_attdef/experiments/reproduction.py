@@ -23,6 +23,7 @@ from keras_attdef.experiments.publish import publish_reproduction
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
 from keras_attdef.tables import markdown_table, percent
+from keras_attdef.results import provenance
 from keras_attdef.models import unwrap
 
 # The AAD paper's Table 5 (MNIST, LeNet): clean, FGSM 0.15, I-FGSM 0.15 (3 rounds), StepLL 0.15,
@@ -150,7 +151,7 @@ def finished_results(store: ResultStore, out: Path, name: str) -> dict | None:
     if stages is None:
         return None
     return {"training": training, "paper": stages["paper_columns"], "suite": stages["suite"],
-            "attention_shift": stages["attention_shift"]}
+            "attention_shift": stages["attention_shift"], "provenance": store.data.get(f"{name}/provenance")}
 
 
 DEFAULT_PRESETS = ("plain", "madry", "aad_pgd", "aad", "fast", "trades", "alp", "at_alp", "atat")
@@ -194,6 +195,8 @@ def reproduce_mnist(out="runs/reproduce_mnist", presets=DEFAULT_PRESETS, protoco
         if name in presets:
             results[name] = {"training": training, **evaluate_model(model, x_test, y_test, store, name, out,
                                                                     protocol, suite)}
+            # the code and command that made these figures, not those of a later run that only republishes them
+            results[name]["provenance"] = store.get(f"{name}/provenance", lambda: provenance(command, protocol.seed))
         return model
 
     for name in presets:
