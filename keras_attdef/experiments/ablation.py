@@ -75,6 +75,10 @@ VARIANTS = {
     "attn_trades_cam": ("the same on the class-activation head (the map's mean is the logit)", "attention_trades",
                         {"model": "small_cam_lenet"}),
     "attn_trades_kl": ("TRADES + signed maps, spatial-softmax KL", "attention_trades", {"distance": "softmax_kl"}),
+    "attn_trades_js": ("TRADES + signed maps, spatial-softmax JS (symmetric, bounded)", "attention_trades",
+                       {"distance": "softmax_js"}),
+    "attn_trades_softplus": ("TRADES + softplus-smoothed Grad-CAM, floored cosine", "attention_trades",
+                             {"activation": "softplus"}),
     "attn_trades_contrastive": ("TRADES + cosine on the true and the most confusing class's maps, CAM head",
                                 "attention_trades", {"contrastive": True, "model": "small_cam_lenet"}),
     "attn_trades_relu": ("TRADES + ReLU Grad-CAM, floored cosine (can a ReLU map still vanish?)", "attention_trades",
@@ -90,7 +94,7 @@ FAMILIES = {
                 "atat_no_pair", "atat_light_transfer", "atat_robust_teacher"],
     "attention": ["madry", "trades", "attn_trades", "attn_trades_w10", "attn_trades_cam", "trades_cam",
                   "attn_trades_kl", "attn_trades_contrastive", "attn_madry", "attn_trades_relu", "madry_cam",
-                  "attn_trades_joint"],
+                  "attn_trades_joint", "attn_trades_js", "attn_trades_softplus"],
 }
 # Families whose variants get the extra stages (per-point outcomes, the map-adaptive attack, attention IoU).
 ADAPTIVE_FAMILIES = ("attention",)
