@@ -115,6 +115,21 @@ def test_fab_projection_lands_on_the_hyperplane_with_the_smallest_step(norm):
     # out of reach: the box's best corner
     far = project_on_hyperplane(point, w, tf.fill([5], 100.0), norm, 0.0, 1.0).numpy()
     np.testing.assert_allclose(point.numpy() + far, (w.numpy() > 0).astype(np.float32), atol=1e-6)
+    # reachable only with some coordinates at the box: the r of a plain bisection on w . clip(r * direction)
+    edge = tf.constant(rng.choice([0.0, 0.05, 0.5, 0.95, 1.0], (5, 40)), tf.float32)
+    w = rng.normal(size=(5, 40)).astype(np.float32)
+    c = (0.5 * np.abs(w) * np.where(w > 0, 1 - edge.numpy(), edge.numpy())).sum(-1)  # half the corner's reach
+    step = project_on_hyperplane(edge, tf.constant(w), tf.constant(c), norm, 0.0, 1.0).numpy()
+    direction = np.sign(w) if norm == "linf" else w
+    low, high = 0 - edge.numpy(), 1 - edge.numpy()
+    lower, upper = np.zeros(5), np.full(5, 1e6)
+    for _ in range(200):
+        middle = (lower + upper) / 2
+        short = (w * np.clip(middle[:, None] * direction, low, high)).sum(-1) < c
+        lower, upper = np.where(short, middle, lower), np.where(short, upper, middle)
+    np.testing.assert_allclose(step, np.clip(upper[:, None] * direction, low, high), atol=1e-5)
+    at_bound = np.isclose(edge.numpy() + step, 0) | np.isclose(edge.numpy() + step, 1)
+    assert np.any(at_bound & (np.abs(step) > 1e-3)) and np.any(~at_bound)  # the box is active, not everywhere
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.5)])
