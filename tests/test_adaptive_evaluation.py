@@ -4,6 +4,7 @@ import numpy as np
 from keras_attdef import RobustModel, defenses, models
 from keras_attdef.attention import empty_map_rate, grad_cam
 from keras_attdef.evaluation import evaluate
+from keras_attdef.evaluation.shards import evaluate_shard
 from keras_attdef.evaluation.adaptive import ADAPTIVE_ROW, defense_maps, has_map_term, map_gradient_check
 
 
@@ -46,3 +47,7 @@ def test_evaluate_puts_the_map_adaptive_attack_beside_the_suite(mnist_test):
     assert report.flags["map_term_hides_gradient"].raised
     assert report.attacks[ADAPTIVE_ROW]["name"] == "map_pgd"
     assert not has_map_term(RobustModel(models.small_cam_lenet(), "madry").defense)  # no row, no flag
+    # a shard of the same evaluation measures the same rows (shards merge into the whole's report)
+    partial = evaluate_shard(attention, x, y, shard="0/1", **kwargs)
+    assert partial["correct"][ADAPTIVE_ROW].count("1") / len(y) == report.accuracy[ADAPTIVE_ROW]
+    assert partial["model_checks"]["map_term_hides_gradient"]["raised"]

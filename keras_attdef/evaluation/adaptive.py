@@ -47,6 +47,12 @@ def has_map_term(defense) -> bool:
     return defense is not None and any(hasattr(defense, key) for key in ("maps", "cam_method", "teacher_layer"))
 
 
+def map_term_defense(model):
+    """The defence of a `RobustModel` when it has a map term (what `evaluate` adds the adaptive row for), else None."""
+    defense = getattr(model, "defense", None)
+    return defense if has_map_term(defense) else None
+
+
 def defense_maps(defense) -> dict:
     """The map options (`distance`, `method`, `activation`, `layer`) an adaptive attack on `defense` uses.
 

@@ -30,7 +30,7 @@ from keras_attdef.inputs import check_eps, check_inputs
 from keras_attdef.attacks.engine import objective_gradient
 from keras_attdef.attacks.objectives import classification_objective
 from keras_attdef.attacks.spec import AttackSpec
-from keras_attdef.evaluation.adaptive import ADAPTIVE_ROW, has_map_term, map_adaptive_attack, map_gradient_check
+from keras_attdef.evaluation.adaptive import ADAPTIVE_ROW, map_adaptive_attack, map_gradient_check, map_term_defense
 from keras_attdef.evaluation.audit import TOLERANCE, curve_checks, model_checks
 from keras_attdef.evaluation.autoattack import cascade_runners, run_cascade
 from keras_attdef.evaluation.suites import cascade_row, suite_attacks
@@ -248,9 +248,8 @@ def evaluate(model, x, y, eps: float, norm: str = "linf", suite: str = "autoatta
     start = time.time()
     base = unwrap(model)
     x, y = check_inputs(base, x, y)
-    defense = getattr(model, "defense", None)
     outcomes = measure(base, x, y, eps, norm, suite, source_model, eps_fractions, steps_grid, batch_size, seed,
-                       progress, defense=defense if has_map_term(defense) else None)
+                       progress, defense=map_term_defense(model))
     return assemble(outcomes, name or getattr(base, "name", "model"), time.time() - start)
 
 

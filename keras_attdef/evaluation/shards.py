@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_attdef.evaluation.report import EvaluationReport, assemble, measure
+from keras_attdef.evaluation.adaptive import map_term_defense
 from keras_attdef.evaluation.audit import Flag
 from keras_attdef.inputs import check_inputs
 from keras_attdef.models import unwrap
@@ -85,7 +86,8 @@ def evaluate_shard(model, x, y, eps: float, shard: str, label: str = "model", **
     x, y = check_inputs(base, x, y)
     batch_size = settings.setdefault("batch_size", 500)
     start, stop = shard_range(len(y), batch_size, index, count)
-    outcomes = measure(base, x[start:stop], y[start:stop], eps, first_points=(x, y), **settings)
+    outcomes = measure(base, x[start:stop], y[start:stop], eps, first_points=(x, y), defense=map_term_defense(model),
+                       **settings)
     outcomes["correct"] = {n: "".join("1" if v else "0" for v in c) for n, c in outcomes["correct"].items()}
     outcomes["model_checks"] = {n: {"raised": f.raised, "detail": f.detail} for n, f in outcomes["model_checks"].items()}
     return {"kind": KIND, "version": VERSION, "model": model_fingerprint(base), "label": label,
