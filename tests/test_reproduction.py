@@ -93,7 +93,7 @@ def test_training_killed_mid_epoch_resumes_at_the_next_batch(tmp_path, monkeypat
 
 
 def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
-    from keras_attdef.experiments.ablation import FAMILIES, VARIANTS, ablate, variant_defense
+    from keras_attdef.experiments.ablation import FAMILIES, VARIANTS, ablate, variant_builder, variant_defense
     from keras_attdef.results import load_experiments
 
     paper = variant_defense("aad_pgd", 0.3, 3, 10)
@@ -108,6 +108,13 @@ def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
         variant_defense("no_such_thing", 0.3, 3, 10)
     with pytest.raises(ValueError, match="needs the trained 'plain' variant"):
         variant_defense("atat", 0.3, 3, 10)
+    teacher = models.small_lenet()
+    student = variant_builder("atat_robust_init", "small_lenet", {"madry": teacher})()
+    assert student is not teacher and all(np.array_equal(a, b) for a, b in zip(student.get_weights(),
+                                                                               teacher.get_weights()))
+    assert variant_defense("atat_robust_init", 0.3, 3, 10, {"madry": teacher}).teacher is teacher
+    fresh = variant_builder("atat_robust_teacher", "small_lenet", {"madry": teacher})()
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), teacher.get_weights()))
     for family in FAMILIES.values():  # every ATAT variant's teacher comes before it
         assert all(VARIANTS[v][2].get("teacher", family[0]) in family[:i] or VARIANTS[v][1] != "atat"
                    for i, v in enumerate(family))

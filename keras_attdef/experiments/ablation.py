@@ -4,7 +4,7 @@ Each variant is a preset with one part changed, trained for the same number of e
 in the same order, with the same attack budget per round; the table gives training time and the accuracy
 under the AutoAttack-style cascade, so a term that helps or hurts shows in one column.
 
-Two families (`FAMILIES`):
+Three families (`FAMILIES`):
 
 - `"aad"`: the paper's AAD-PGD (alpha : beta : gamma = 2 : 1 : 2, two rounds, kappa the mean of the map,
   Grad-CAM on the topmost conv layer) and, one change each: no rectification (beta 0, the mask unused), no
@@ -14,7 +14,9 @@ Two families (`FAMILIES`):
   Grad-CAM zero everywhere; the table's last column counts such maps).
 - `"pairing"`: AT+ALP and ATAT as in their papers, each without one of its two terms, and what both add
   their terms to (cross-entropy on clean and adversarial digits); ALP (AT+ALP without the attention term)
-  and ATAT with a robust (madry) teacher instead of a plain one.
+  and ATAT with a robust (madry) teacher instead of a plain one, trained from scratch or (as the ATAT
+  paper starts its student) from the teacher's weights.
+- `"attention"` (issue 28): TRADES or madry plus attention terms that cannot be met by vanishing maps.
 
 Example:
 
@@ -66,6 +68,8 @@ VARIANTS = {
                             "atat", {"teacher": "plain", "lambda1": 0.1}),
     "atat_robust_teacher": ("ATAT with the madry variant as teacher instead of the plain one", "atat",
                             {"teacher": "madry"}),
+    "atat_robust_init": ("ATAT with the madry variant as teacher, the student started from its weights", "atat",
+                         {"teacher": "madry", "init_from_teacher": True}),
     # issue 28: maps that cannot vanish, on top of the loss that carries the robustness (PGD-7 / TRADES-7)
     "trades": ("TRADES (beta 6), the robust reference", "trades", {}),
     "trades_cam": ("TRADES on the class-activation head (small_cam_lenet)", "trades", {"model": "small_cam_lenet"}),
@@ -91,7 +95,7 @@ FAMILIES = {
     "aad": ["madry", "aad_pgd", "no_rect", "no_pres", "no_attention", "one_round", "kappa_0.5", "layer_conv1",
             "alpha_1", "aad_step_ll", "grad_x_activation"],
     "pairing": ["plain", "madry", "clean_and_adv", "alp", "at_alp", "at_alp_no_pair", "atat", "atat_no_transfer",
-                "atat_no_pair", "atat_light_transfer", "atat_robust_teacher"],
+                "atat_no_pair", "atat_light_transfer", "atat_robust_teacher", "atat_robust_init"],
     "attention": ["madry", "trades", "attn_trades", "attn_trades_w10", "attn_trades_cam", "trades_cam",
                   "attn_trades_kl", "attn_trades_contrastive", "attn_madry", "attn_trades_relu", "madry_cam",
                   "attn_trades_joint", "attn_trades_js", "attn_trades_softplus"],
@@ -117,7 +121,7 @@ def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teache
     if name not in VARIANTS:
         raise ValueError(f"Unknown variant {name!r}; choose from {sorted(VARIANTS)}.")
     _, preset, change = VARIANTS[name]
-    change = {k: v for k, v in change.items() if k != "model"}
+    change = {k: v for k, v in change.items() if k not in ("model", "init_from_teacher")}
     if preset == "plain":
         return defenses.plain()
     budget = {"eps": eps, "warmup_steps": warmup_steps}
@@ -131,6 +135,28 @@ def variant_defense(name: str, eps: float, steps: int, warmup_steps: int, teache
                              "train that variant first (list it before this one).")
         return defenses.atat(teacher, **{k: v for k, v in change.items() if k != "teacher"}, **pgd)
     return defenses.get(preset, **change, **pgd)
+
+
+def variant_builder(name: str, model: str, teachers: dict | None = None):
+    """The function that builds variant `name`'s classifier: a fresh `model` (or the model the variant
+    names), or, for an ATAT variant with `init_from_teacher`, a copy of its trained teacher (as the ATAT
+    paper starts its student)."""
+    from keras_attdef import models
+
+    change = VARIANTS[name][2]
+    build = models.get(change.get("model", model))
+    if not change.get("init_from_teacher"):
+        return build
+    teacher = (teachers or {}).get(change["teacher"])
+    if teacher is None:
+        raise ValueError(f"Variant {name!r} starts from the trained {change['teacher']!r} variant; train it first.")
+
+    def from_teacher():
+        student = build()
+        student.set_weights(teacher.get_weights())
+        return student
+
+    return from_teacher
 
 
 def empty_map_share(model, x, y, layer: str | None = None, method: str = "grad_cam", batch_size: int = 500) -> float:
@@ -224,7 +250,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     Returns:
         The Markdown table generated from the records (also written to `out/table.md`).
     """
-    from keras_attdef import datasets, models
+    from keras_attdef import datasets
 
     out = Path(out)
     store = ResultStore(out / "results.json")
@@ -246,7 +272,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     for name in variants:
         if stored(name) is None or name in needed:
             defense = variant_defense(name, eps, steps, steps_per_epoch, teachers, step_size)
-            build = models.get(VARIANTS[name][2].get("model", model))
+            build = variant_builder(name, model, teachers)
             robust, training = train_resumable(out / name, build, defense, x, y, epochs, lr, batch_size, seed,
                                                verbose=verbose)
             store.bind(name, training["run_id"])
