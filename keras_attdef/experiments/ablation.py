@@ -213,10 +213,9 @@ def _iou_at_10(values: dict):
 
 def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = "small_lenet", epochs: int = 2,
            steps: int = 3, step_size: float | None = None, eps: float = 0.3, batch_size: int = 100,
-           lr: float = 1e-3, eval_size: int = 1000, version: str = "fast", train_size: int | None = None, data_dir=None, seed: int = 0,
-           dataset: str = "mnist",
-           verbose: int = 2, experiment: str = "ablation", results_dir=None,
-           command: str = "keras-attdef ablate", adaptive: bool | None = None) -> str:
+           lr: float = 1e-3, eval_size: int = 1000, version: str = "fast", train_size: int | None = None,
+           data_dir=None, seed: int = 0, dataset: str = "mnist", verbose: int = 2, experiment: str = "ablation",
+           results_dir=None, command: str = "keras-attdef ablate", adaptive: bool | None = None) -> str:
     """Trains every variant for `epochs` epochs, evaluates it and publishes one record each; returns the table.
 
     Args:
@@ -284,9 +283,13 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
         extras = {k: store.data.get(f"{name}/{k}") for k in ("adaptive", "iou", "provenance")}
         records.append(ablation_record(experiment, name, VARIANTS[name], training, {**figures, **extras},
                                        setting, command))
+    return _publish(records, ablation_experiment(experiment, variants, setting, command, adaptive),
+                    Path(results_dir or out / "results"), out)
+
+
+def _publish(records: list, meta: dict, results_dir: Path, out: Path) -> str:
+    """Adds the paired tests, writes the experiment file, one record per variant and `out/table.md`."""
     add_paired_tests(records, ("madry", "trades"))
-    results_dir = results_dir or out / "results"
-    meta = ablation_experiment(experiment, variants, setting, command, adaptive)
     write_experiment(results_dir, meta)
     for record in records:
         write_record(results_dir, record)
