@@ -221,3 +221,4 @@ def test_ablation_runs_on_the_cifar10_split_and_says_so(tmp_path):
     assert record["dataset"] == "cifar10" and record["training"]["architecture"] == "cifarnet"
     assert record["threat"]["eps"] == pytest.approx(8 / 255) and record["n"] == 8
     assert "not the official training set" in meta["protocol"] and "StepLL-0.0157" in meta["protocol"]
+    assert not any(column.startswith("p vs") for column in meta["columns"])  # no madry / trades run beside it

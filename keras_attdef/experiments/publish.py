@@ -209,7 +209,8 @@ def ablation_experiment(experiment: str, variants, setting: dict, command: str, 
     columns = ["change", "clean", "APGD-CE", "worst case", "train adv acc", "empty maps"]
     if adaptive:
         columns = ["change", "clean", "APGD-CE", "cascade worst case", ADAPTIVE_ROW, "worst case", "IoU@10 kept",
-                   "IoU@10 fooled", "empty maps", "p vs madry", "p vs trades"]
+                   "IoU@10 fooled", "empty maps"]
+        columns += [f"p vs {reference}" for reference in ("madry", "trades") if reference in variants]
     data = f"{setting['data']}. " if setting.get("dataset", "mnist") != "mnist" else ""
     protocol = (f"{data}{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
                 f"{setting['batch_size']}, Adam {setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, "
