@@ -109,18 +109,29 @@ def map_pgd(model, x, y, eps: float, weight: float = 1.0, distance: str = "cosin
     >>> float(np.abs(np.asarray(adv) - x).max()) <= 0.1 + 1e-6
     True
     """
-    from keras_attdef.losses import map_distance
-
     x = tf.convert_to_tensor(x, tf.float32)
     labels = check_labels(y, x)
+    deviation = map_deviation(model, x, labels, distance, method, activation, layer)
+    return get("pgd")(model, x, labels, eps, extra_objective=lambda x_adv: weight * deviation(x_adv),
+                      **pgd_kwargs)
+
+
+def map_deviation(model, x, labels, distance: str = "cosine", method: str = "grad_cam", activation: str = "none",
+                  layer: str | None = None):
+    """`x_adv -> D(g(x), g(x_adv))` per example: how far moving `x` moves its class maps g for `labels`.
+
+    The clean maps are computed once and held constant; the returned function is differentiable in
+    `x_adv` (the map part of `map_pgd`'s objective, and what `evaluation.map_gradient_check` probes).
+    """
+    from keras_attdef.losses import map_distance
+
     layer = layer or last_conv_layer(model)
-    clean = tf.stop_gradient(grad_cam(model, x, layer, target=labels, method=method, activation=activation))
 
-    def deviation(x_adv):
-        maps = grad_cam(model, x_adv, layer, target=labels, method=method, activation=activation)
-        return weight * map_distance(clean, maps, distance)
+    def maps(images):
+        return grad_cam(model, images, layer, target=labels, method=method, activation=activation)
 
-    return get("pgd")(model, x, labels, eps, extra_objective=deviation, **pgd_kwargs)
+    clean = tf.stop_gradient(maps(x))
+    return lambda x_adv: map_distance(clean, maps(x_adv), distance)
 
 
 register("map_pgd", map_pgd)

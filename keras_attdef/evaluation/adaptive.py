@@ -27,13 +27,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from keras_attdef.attacks.attention_augmented import map_deviation
 from keras_attdef.attacks.engine import objective_gradient
 from keras_attdef.attacks.spec import AttackSpec
-from keras_attdef.attention.gradcam import grad_cam
 from keras_attdef.evaluation.audit import ZERO_GRADIENT_SHARE, Flag
 from keras_attdef.inputs import check_eps
-from keras_attdef.losses import map_distance
-from keras_attdef.models import last_conv_layer
 
 ADAPTIVE_STEPS = 50
 ADAPTIVE_ROW = f"map-adaptive PGD-{ADAPTIVE_STEPS}"
@@ -44,7 +42,7 @@ DEFAULT_MAPS = {"distance": "cosine", "method": "grad_cam", "activation": "none"
 
 def has_map_term(defense) -> bool:
     """Whether `defense` trains on attention maps (an `AttentionRegularized`, AAD or ATAT defence)."""
-    return defense is not None and any(hasattr(defense, key) for key in ("maps", "cam_method", "teacher_layer"))
+    return _own_maps(defense) is not None
 
 
 def map_term_defense(model):
@@ -60,8 +58,11 @@ def defense_maps(defense) -> dict:
     preservation distance; ATAT compares ReLU Grad-CAM maps with its transfer distance. Other defences get
     `DEFAULT_MAPS`.
     """
-    if defense is None:
-        return dict(DEFAULT_MAPS)
+    return _own_maps(defense) or dict(DEFAULT_MAPS)
+
+
+def _own_maps(defense) -> dict | None:
+    """`defense`'s map options, or None when it has no map term."""
     if hasattr(defense, "maps"):
         return {key: getattr(defense, key) for key in DEFAULT_MAPS}
     if hasattr(defense, "cam_method"):
@@ -69,7 +70,7 @@ def defense_maps(defense) -> dict:
                 "layer": defense.layer}
     if hasattr(defense, "teacher_layer"):
         return {"distance": defense.distance, "method": "grad_cam", "activation": "relu", "layer": defense.layer}
-    return dict(DEFAULT_MAPS)
+    return None
 
 
 def map_adaptive_attack(defense, eps: float, steps: int = ADAPTIVE_STEPS, weight: float = 1.0,
@@ -112,16 +113,9 @@ def map_gradient_check(model, defense, x, y, eps: float, seed: int = 0, batch_si
     options = defense_maps(defense)
     x = tf.constant(np.asarray(x[:batch_size]), tf.float32)
     labels = tf.constant(np.asarray(y[:batch_size]), tf.int32)
-    layer = options["layer"] or last_conv_layer(model)
-
-    def maps(images):
-        return grad_cam(model, images, layer, target=labels, method=options["method"],
-                        activation=options["activation"])
-
-    clean = tf.stop_gradient(maps(x))
+    deviation = map_deviation(model, x, labels, **options)
     noise = tf.random.stateless_uniform(tf.shape(x), (seed, 0), -eps, eps)
-    moved = tf.clip_by_value(x + noise, 0.0, 1.0)
-    grad = objective_gradient(lambda images: map_distance(clean, maps(images), options["distance"]), moved)
+    grad = objective_gradient(deviation, tf.clip_by_value(x + noise, 0.0, 1.0))
     zero = np.all(np.reshape(np.asarray(grad), (len(x), -1)) == 0, axis=1)
     detail = (f"the map term's input gradient is zero on {100 * zero.mean():.1f}% of {len(x)} points "
               f"({options['activation']} {options['method']} maps, {options['distance']})")
