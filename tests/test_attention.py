@@ -126,3 +126,29 @@ def test_gradient_x_activation_maps_carry_the_target_logit():
     assert np.all(maps.reshape(16, -1).max(axis=1)[target_logits > 0] > 0)
     with pytest.raises(ValueError, match="attention method"):
         attention.grad_cam(model, x, "conv", method="saliency")
+
+
+def test_integrated_gradients_maps_add_up_to_the_logits_rise_and_train(monkeypatch):
+    # completeness: the signed cells sum to score(x) - score(black image), up to the trapezoid rule's error
+    from keras_attdef.attention import gradcam
+
+    keras.utils.set_random_seed(0)
+    model = _tiny_float64_model()
+    x = tf.constant(np.random.default_rng(0).random((3, 6, 6, 1)))
+    y = np.array([0, 1, 2])
+    rise = (model(x).numpy() - model(tf.zeros_like(x)).numpy())[np.arange(3), y]
+    monkeypatch.setattr(gradcam, "IG_STEPS", 200)
+    fine, logits = attention.grad_cam(model, x, "conv", target=y, method="integrated_gradients",
+                                      activation="none", return_logits=True)
+    np.testing.assert_allclose(fine.numpy().sum(axis=(1, 2)), rise, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(logits.numpy(), model(x).numpy(), atol=1e-10)
+    predicted = attention.grad_cam(model, x, "conv", method="integrated_gradients", activation="none")
+    by_label = attention.grad_cam(model, x, "conv", target=np.argmax(logits, axis=-1),
+                                  method="integrated_gradients", activation="none")
+    np.testing.assert_allclose(predicted.numpy(), by_label.numpy())
+    monkeypatch.setattr(gradcam, "IG_STEPS", 4)
+    with tf.GradientTape() as tape:  # a loss on the maps reaches the weights (a training term can use it)
+        coarse = attention.grad_cam(model, x, "conv", target=y, method="integrated_gradients", activation="none")
+        loss = tf.reduce_sum(tf.square(coarse))
+    assert float(tf.reduce_max(tf.abs(tape.gradient(loss, model.get_layer("conv").kernel)))) > 0
+    assert np.abs(coarse.numpy().sum(axis=(1, 2)) - rise).max() < 0.2 * np.abs(rise).max()

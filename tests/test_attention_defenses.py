@@ -193,3 +193,14 @@ def test_trades_kl_term_is_kl_of_clean_to_adversarial_predictions(mnist_train):
     expected = np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=-1))
     assert expected > 1e-4 and float(out.terms["kl"]) == pytest.approx(expected, rel=1e-3)
     np.testing.assert_array_equal(out.task_logits.numpy(), out.clean_logits.numpy())  # CE on clean inputs
+
+
+def test_integrated_gradients_maps_train_under_xla(mnist_train):
+    # the map term takes IG_STEPS + 1 points per map inside the step; XLA traces it and the term moves
+    x, y = mnist_train[0][:64], mnist_train[1][:64]
+    defense = defenses.get("attention_trades", eps=0.3, steps=2, activation="relu", method="integrated_gradients")
+    robust = RobustModel(models.small_lenet(), defense=defense)
+    robust.compile(optimizer="adam", jit_compile=True)
+    logs = robust.fit(x, y, batch_size=32, epochs=2, verbose=0).history
+    assert all(np.isfinite(v[-1]) for v in logs.values()) and logs["attention_loss"][-1] > 0.0
+    assert 0.0 <= logs["empty_map_rate"][-1] < 1.0

@@ -104,6 +104,7 @@ def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
     assert variant_defense("madry", 0.3, 3, 10).attack.get_config()["steps"] == 3
     assert variant_defense("clean_and_adv", 0.3, 3, 10).weights == {"pair": 0.0}
     assert variant_defense("at_alp_no_pair", 0.3, 3, 10).weights == {"attention": 1.0, "pair": 0.0}
+    assert variant_defense("attn_trades_ig", 0.3, 3, 10).method == "integrated_gradients"
     with pytest.raises(ValueError, match="Unknown variant"):
         variant_defense("no_such_thing", 0.3, 3, 10)
     with pytest.raises(ValueError, match="needs the trained 'plain' variant"):
@@ -160,6 +161,7 @@ def test_empty_map_share_sees_a_network_whose_grad_cam_is_zero():
     kernel, bias = net.get_layer("conv2").get_weights()
     net.get_layer("conv2").set_weights([0 * kernel, 0 * bias])  # no features: every map is zero
     assert empty_map_share(net, x, y) == 1.0 and empty_map_share(net, x, y, method="grad_x_activation") == 1.0
+    assert empty_map_share(net, x, y, method="integrated_gradients") == 1.0
 
 
 def test_a_finished_preset_is_not_retrained_in_a_new_checkout(tmp_path, monkeypatch):

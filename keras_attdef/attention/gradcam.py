@@ -23,7 +23,10 @@ from keras_attdef.attention.split import split_model
 from keras_attdef.models import last_conv_layer
 
 _TINY = 1e-8
-CAM_METHODS = ("grad_cam", "grad_x_activation")
+CAM_METHODS = ("grad_cam", "grad_x_activation", "integrated_gradients")
+# Points on the path from a black image to the input for "integrated_gradients" (the trapezoid rule
+# over IG_STEPS intervals): each map costs IG_STEPS + 1 passes of the batch instead of one.
+IG_STEPS = 4
 # What turns the weighted sum of feature maps into the map. "relu" is Grad-CAM's (for display); a network
 # trained on a ReLU map can make it zero everywhere while it still classifies, so losses can use the
 # signed map ("none") or a softplus whose scale follows the map's own ("softplus").
@@ -99,6 +102,10 @@ def grad_cam(
             spatial mean is negative while the evidence is positive where the digit is); per-cell
             weights sum, for a piecewise-linear head, to the features' share of the target logit, which a
             classifier that is right cannot make zero everywhere without moving the evidence into biases.
+            `"integrated_gradients"`: layer integrated gradients from a black image (`IG_STEPS` + 1 points on
+            the path, one batched pass); the cells add up to the target logit's rise from the black image
+            (completeness, Sundararajan et al. 2017), so a map cannot vanish while the class's evidence
+            stands, on any architecture. In training mode batch-norm statistics see the whole path.
         activation: `"relu"` (Grad-CAM's), `"softplus"` (smooth, never exactly zero) or `"none"` (the signed
             map; on a class-activation head, `models.small_cam_lenet`, its spatial mean is the class logit up
             to the bias, so a zero map means a zero logit). See `activate`.
@@ -114,20 +121,59 @@ def grad_cam(
     if len(split.outputs[0].shape) != 4:
         raise ValueError(f"Layer {layer!r} outputs shape {split.outputs[0].shape}; Grad-CAM needs a 4-D "
                          "(batch, h, w, channels) feature map, e.g. a conv layer.")
-    x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)  # records the whole pass, so the score's gradient w.r.t. the features exists
-        features, logits = split(x, training=training)
-        classes = tf.argmax(logits, axis=-1) if target is None else tf.reshape(target, [-1])
-        score = tf.reduce_sum(tf.gather(logits, tf.cast(classes, tf.int32), axis=1, batch_dims=1))
-    grads = tape.gradient(score, features)
-    if method == "grad_cam":
-        grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    elif method not in CAM_METHODS:
+    if method not in CAM_METHODS:
         raise ValueError(f"Unknown attention method {method!r}; choose one of {CAM_METHODS}.")
-    maps = activate(tf.reduce_sum(grads * features, axis=-1), activation)
+    x = tf.convert_to_tensor(x)
+    if method == "integrated_gradients":
+        cells, logits = _layer_integrated_gradients(split, x, target, training)
+    else:
+        features, logits, grads = _features_and_gradients(split, x, target, training)
+        if method == "grad_cam":
+            grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+        cells = tf.reduce_sum(grads * features, axis=-1)
+    maps = activate(cells, activation)
     if resize:
         maps = tf.image.resize(maps[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
     if normalize:
         maps = normalize_maps(maps, normalize)
     return (maps, logits) if return_logits else maps
+
+
+
+def _target_score(logits, target):
+    """Sum over the batch of each row's target logit (the predicted class of the last axis-0 block when
+    `target` is None); `logits` is `(batch, classes)` or `(points, batch, classes)`."""
+    final = logits[-1] if len(logits.shape) == 3 else logits
+    classes = tf.argmax(final, axis=-1) if target is None else tf.reshape(target, [-1])
+    return tf.reduce_sum(logits * tf.one_hot(tf.cast(classes, tf.int32), tf.shape(logits)[-1], dtype=logits.dtype))
+
+
+def _features_and_gradients(split, x, target, training):
+    """The layer's features, the logits and the target score's gradient w.r.t. the features, in one pass."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)  # records the whole pass, so the score's gradient w.r.t. the features exists
+        features, logits = split(x, training=training)
+        score = _target_score(logits, target)
+    return features, logits, tape.gradient(score, features)
+
+
+def _layer_integrated_gradients(split, x, target, training):
+    """Per-cell layer conductance: the target score's change from a black image to `x`, split over cells.
+
+    Along the straight input path `a * x` (a from 0 to 1, `IG_STEPS` intervals, all points in one batched
+    pass), sums gradient x feature change by the trapezoid rule, then over channels. By completeness the
+    cells add up to `score(x) - score(0)` (up to the rule's error), so a class scored above its black-image
+    score cannot have a map that is zero everywhere. Returns the cells and the logits at `x`.
+    """
+    points = IG_STEPS + 1
+    path = tf.cast(tf.linspace(0.0, 1.0, points), x.dtype)[:, None, None, None, None] * x[None]
+    with tf.GradientTape() as tape:
+        tape.watch(path)
+        features, logits = split(tf.reshape(path, tf.concat([[-1], tf.shape(x)[1:]], 0)), training=training)
+        logits = tf.reshape(logits, [points, tf.shape(x)[0], -1])
+        score = _target_score(logits, target)  # the class at the path's end, for every point
+    grads = tape.gradient(score, features)
+    shape = tf.concat([[points, tf.shape(x)[0]], tf.shape(features)[1:]], axis=0)
+    features, grads = tf.reshape(features, shape), tf.reshape(grads, shape)
+    cells = tf.reduce_sum((grads[1:] + grads[:-1]) / 2.0 * (features[1:] - features[:-1]), axis=[0, -1])
+    return cells, logits[-1]

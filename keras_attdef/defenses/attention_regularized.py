@@ -53,7 +53,7 @@ class AttentionRegularized(Defense):
         warmup_steps: eps ramp (see `Defense`).
         base: `"madry"` or `"trades"`: the loss that carries the robustness.
         layer: the map's conv layer (default the topmost).
-        method: `"grad_cam"` or `"grad_x_activation"` (see `attention.grad_cam`).
+        method: `"grad_cam"`, `"grad_x_activation"` or `"integrated_gradients"` (see `attention.grad_cam`).
         activation: `"none"` (signed maps), `"softplus"` or `"relu"` (Grad-CAM's; a vanishing map is then
             reachable, kept only for comparison).
         distance: a `losses.MAP_DISTANCES` kind (`"cosine"`, `"softmax_kl"`, `"softmax_js"`) or a plain one.

@@ -87,6 +87,8 @@ VARIANTS = {
                                 "attention_trades", {"contrastive": True, "model": "small_cam_lenet"}),
     "attn_trades_relu": ("TRADES + ReLU Grad-CAM, floored cosine (can a ReLU map still vanish?)", "attention_trades",
                          {"activation": "relu"}),
+    "attn_trades_ig": ("TRADES + ReLU integrated-gradients maps (conv2, 4 intervals from black), floored cosine",
+                       "attention_trades", {"activation": "relu", "method": "integrated_gradients"}),
     "attn_madry": ("madry + signed Grad-CAM, floored cosine, weight 1", "attention_trades", {"base": "madry"}),
     "attn_trades_joint": ("TRADES + cosine, the training attack also raising the map distance (weight 1)",
                           "attention_trades", {"joint_attack": 1.0}),
@@ -98,7 +100,7 @@ FAMILIES = {
                 "atat_no_pair", "atat_light_transfer", "atat_robust_teacher", "atat_robust_init"],
     "attention": ["madry", "trades", "attn_trades", "attn_trades_w10", "attn_trades_cam", "trades_cam",
                   "attn_trades_kl", "attn_trades_contrastive", "attn_madry", "attn_trades_relu", "madry_cam",
-                  "attn_trades_joint", "attn_trades_js", "attn_trades_softplus"],
+                  "attn_trades_joint", "attn_trades_js", "attn_trades_softplus", "attn_trades_ig"],
 }
 # Families whose variants get the extra stages (per-point outcomes, the map-adaptive attack, attention IoU).
 ADAPTIVE_FAMILIES = ("attention",)
@@ -179,7 +181,7 @@ def _evaluate_variant(store, name, robust, defense, x, y, eps, version, seed, ad
     from keras_attdef import analysis
     from keras_attdef.attacks.spec import AttackSpec
     from keras_attdef.evaluation import autoattack, evaluate_robustness
-    from keras_attdef.evaluation.adaptive import map_adaptive_attack
+    from keras_attdef.evaluation.adaptive import defense_maps, map_adaptive_attack
 
     base = robust.base_model
 
@@ -189,8 +191,8 @@ def _evaluate_variant(store, name, robust, defense, x, y, eps, version, seed, ad
                 "robust": "".join("1" if r else "0" for r in result.robust)}
 
     store.get(f"{name}/autoattack", run_cascade)
-    store.get(f"{name}/empty_maps", lambda: empty_map_share(base, x, y, getattr(defense, "layer", None),
-                                                            getattr(defense, "cam_method", "grad_cam")))
+    maps = defense_maps(defense)  # the defence's own method and layer (Grad-CAM at the top layer if none)
+    store.get(f"{name}/empty_maps", lambda: empty_map_share(base, x, y, maps["layer"], maps["method"]))
     if not adaptive:
         return
 
