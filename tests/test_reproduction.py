@@ -1,4 +1,6 @@
 """The reproduction protocol and the per-epoch resumable trainer."""
+import json
+
 import numpy as np
 import pytest
 
@@ -130,6 +132,11 @@ def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
                    verbose=0, command="keras-attdef ablate --publish again")
     assert again.rsplit("\n", 1)[0] == table.rsplit("\n", 1)[0]  # the same figures; the footer names the command
     # republishing keeps the provenance of the run that made the figures, not the republishing one's
+    assert {r["model"]: r["provenance"] for r in load_experiments(tmp_path / "results")["ablation"][1]} == made
+    store = json.loads((tmp_path / "results.json").read_text())  # a store from before per-variant provenance
+    (tmp_path / "results.json").write_text(json.dumps({k: v for k, v in store.items() if "/provenance" not in k}))
+    ablate(tmp_path, ("plain", "madry", "atat_no_pair"), epochs=1, steps=1, train_size=200, eval_size=10,
+           verbose=0, command="keras-attdef ablate --publish third")
     assert {r["model"]: r["provenance"] for r in load_experiments(tmp_path / "results")["ablation"][1]} == made
     assert not list(tmp_path.glob("*/checkpoint.keras"))
 

@@ -35,7 +35,7 @@ import numpy as np
 from keras_attdef.experiments.publish import ablation_experiment, ablation_record, add_paired_tests
 from keras_attdef.experiments.store import ResultStore
 from keras_attdef.experiments.training import read_progress, train_resumable
-from keras_attdef.results import provenance, write_experiment, write_record
+from keras_attdef.results import provenance, read_record, write_experiment, write_record
 from keras_attdef.results.report import experiment_table
 
 # name -> (what changes, preset, its arguments); an ATAT variant's "teacher" names the variant it learns from
@@ -254,6 +254,7 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
     from keras_attdef import datasets
 
     out = Path(out)
+    results_dir = Path(results_dir or out / "results")
     store = ResultStore(out / "results.json")
     x, y, x_test, y_test, data = datasets.experiment_split(dataset, data_dir, train_size, eval_size)
     steps_per_epoch = int(np.ceil(len(x) / batch_size))
@@ -281,12 +282,20 @@ def ablate(out="runs/ablate_aad", variants=tuple(FAMILIES["aad"]), model: str = 
             _evaluate_variant(store, name, robust, defense, x_test, y_test, eps, version, seed, adaptive)
             # the code and command that made these figures, not those of a later run that only republishes them
             store.get(f"{name}/provenance", lambda: provenance(command, seed))
+        # a store older than per-variant provenance: keep the one its published record carries
+        store.get(f"{name}/provenance", lambda: _published_provenance(results_dir, experiment, name)
+                  or provenance(command, seed))
         training, figures = stored(name)
         extras = {k: store.data.get(f"{name}/{k}") for k in ("adaptive", "iou", "provenance")}
         records.append(ablation_record(experiment, name, VARIANTS[name], training, {**figures, **extras},
                                        setting, command))
-    return _publish(records, ablation_experiment(experiment, variants, setting, command, adaptive),
-                    Path(results_dir or out / "results"), out)
+    return _publish(records, ablation_experiment(experiment, variants, setting, command, adaptive), results_dir, out)
+
+
+def _published_provenance(results_dir: Path, experiment: str, name: str) -> dict | None:
+    """The provenance of variant `name`'s record already in `results_dir`, if there is one."""
+    path = results_dir / experiment / f"{name}.json"
+    return read_record(path).get("provenance") if path.exists() else None
 
 
 def _publish(records: list, meta: dict, results_dir: Path, out: Path) -> str:
