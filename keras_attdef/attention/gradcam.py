@@ -139,7 +139,6 @@ def grad_cam(
     return (maps, logits) if return_logits else maps
 
 
-
 def _target_score(logits, target):
     """Sum over the batch of each row's target logit (the predicted class of the last axis-0 block when
     `target` is None); `logits` is `(batch, classes)` or `(points, batch, classes)`."""
