@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """The AutoAttack-style cascade's cost model: each part's passes per point and time against this machine's limit.
 
-    python benchmarks/cascade_cost.py [--model results/main_job/madry.keras] [--points 1000]
+    python benchmarks/cascade_cost.py [--model results/main_job/madry.keras] [--points 1000] [--precision bfloat16]
 
 In one process: the model's batched predict and input-gradient throughput (images/s, batch 500, measured
 before and after the cascade; the faster counts), then the standard cascade on the first test digits.
 A part's limit is its passes (forward or forward+backward) divided by that throughput: APGD-CE 100
 gradients per point; APGD-T 9 targets x 100; FAB-T 9 targets x 100 steps of one gradient (of the
 true-minus-target logit gap) and one forward (is the new point adversarial?); Square 5,000 forwards per
-point still robust. Prints a Markdown table.
+point still robust. With `--precision bfloat16` the attacks and the throughput run on the bfloat16 copy the
+cascade attacks (`evaluation.precision`). Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_attdef import datasets, models  # noqa: E402
 from keras_attdef.evaluation import autoattack  # noqa: E402
+from keras_attdef.evaluation.precision import PRECISIONS, attack_model  # noqa: E402
 
 # (gradient passes, forward-only passes) per point a part of the standard cascade runs on.
 PASSES = {"APGD-CE": (100, 0), "APGD-T": (900, 0), "FAB-T": (900, 900), "Square": (0, 5000)}
@@ -55,12 +57,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--model", default="results/main_job/madry.keras")
     parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     args = parser.parse_args()
     base = models.unwrap(keras.models.load_model(args.model))
+    attacked = attack_model(base, args.precision)
     x, y = datasets.load("mnist", "test", limit=args.points)
-    before = throughput(base, x, y)
-    result = autoattack(base, x, y, 0.3, version="standard", progress=False)
-    after = throughput(base, x, y)
+    before = throughput(attacked, x, y)
+    result = autoattack(base, x, y, 0.3, version="standard", progress=False, precision=args.precision)
+    after = throughput(attacked, x, y)
     rate = {k: max(before[k], after[k]) for k in before}
     print(f"throughput: forward {rate['forward']:.0f} images/s, gradient {rate['gradient']:.0f} images/s "
           f"(before {before}, after {after})\n")

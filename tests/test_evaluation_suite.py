@@ -97,6 +97,29 @@ def test_autoattack_cascade_only_lowers_accuracy(trained_lenet, mnist_test):
     assert result.label.startswith("AutoAttack-style (standard)")
 
 
+def test_bfloat16_attacks_keep_the_weights_and_every_verdict_is_the_float32_models(trained_lenet, mnist_test):
+    from keras_attdef.evaluation.precision import attack_model
+
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    copy = attack_model(trained_lenet, "bfloat16")
+    full, low = trained_lenet.predict(x, verbose=0), copy.predict(x, verbose=0)
+    assert low.dtype == np.float32 and np.abs(full - low).max() < 0.05 * np.abs(full).max()  # same weights
+    result = autoattack(trained_lenet, x, y, eps=0.15, version="fast", steps=10, progress=False, precision="bfloat16")
+    assert result.label.endswith("attacks in bfloat16") and 0 < result.robust.sum() < result.robust.size
+    predictions = np.argmax(trained_lenet.predict(result.x_adv, verbose=0), -1)
+    assert np.all(predictions[~result.robust] != y[~result.robust])  # fooled means fooled in float32
+    assert np.all(predictions[result.robust] == y[result.robust])
+    with pytest.raises(ValueError, match="Unknown attack precision"):
+        attack_model(trained_lenet, "float16")
+
+    class Subclassed(keras.Model):
+        def call(self, inputs):
+            return tf.reshape(inputs, (-1, 784))[:, :10]
+
+    with pytest.raises(ValueError, match="precision='float32'"):
+        attack_model(Subclassed(), "bfloat16")
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_fab_projection_lands_on_the_hyperplane_with_the_smallest_step(norm):
     from keras_attdef.attacks.fab import project_on_hyperplane

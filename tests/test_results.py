@@ -94,3 +94,18 @@ def test_provenance_names_the_commit_the_run_loaded_and_flags_sources_changed_un
     assert record["commit"] == "a" * 40 and record["dirty"] is False
     monkeypatch.setattr(module, "_checkout", lambda: ("c" * 40, "tree2", False))  # the package changed
     assert module.provenance("cmd", 0)["dirty"] is True
+
+
+def test_recorded_commands_name_paths_from_their_checkout_root_so_they_rerun_elsewhere(tmp_path):
+    from keras_attdef.results.provenance import portable_command
+
+    checkout = tmp_path / "clone"
+    (checkout / ".git").mkdir(parents=True)  # a worktree has a `.git` file; a clone, a directory
+    outside = tmp_path / "data"
+    argv = ["ablate", "--out", str(checkout / "runs" / "a b"), f"--publish={checkout / 'results'}",
+            "--data-dir", str(outside), "--epochs", "4"]
+    command = portable_command(argv)
+    assert command == f"keras-attdef ablate --out 'runs/a b' --publish=results --data-dir {outside} --epochs 4"
+    (checkout / ".git").rmdir()
+    (checkout / ".git").write_text("gitdir: elsewhere")
+    assert portable_command(["train", "--out", str(checkout)]) == "keras-attdef train --out ."

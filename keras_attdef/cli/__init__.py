@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 from keras_attdef.cli import evaluate, experiments, train
-from keras_attdef.results import provenance as _provenance  # noqa: F401  (reads the commit the run loads)
+from keras_attdef.results.provenance import portable_command  # importing it reads the commit the run loads
 
 GROUPS = (train, evaluate, experiments)
 
@@ -32,7 +31,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    args.command_line = shlex.join(["keras-attdef", *argv])  # what the provenance of a result records
+    args.command_line = portable_command(argv)  # what the provenance of a result records
     outcome = args.func(args)
     return outcome if isinstance(outcome, int) else 0
 

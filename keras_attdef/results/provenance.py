@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -65,6 +66,29 @@ def _checkout() -> tuple:
 # Read when the package is imported: the code a long run executes is what it loaded then, whatever is
 # committed while it runs (a record written an hour later must not name a commit it never ran).
 _LOADED = _checkout()
+
+
+def portable_command(argv: list[str], program: str = "keras-attdef") -> str:
+    """The command line as a user would type it from the root of the checkout each path lies in.
+
+    An absolute path inside a git checkout (a worktree's, or `--out /home/me/repo/runs/x`) is written
+    relative to that checkout's root, so a record's command reruns on another machine; other arguments,
+    and paths outside any checkout, are kept as typed.
+
+    Example:
+
+    >>> portable_command(["train", "--out", str(_REPO / "runs" / "x"), "--data-dir", "/no/such/dir"])
+    'keras-attdef train --out runs/x --data-dir /no/such/dir'
+    """
+    def portable(argument: str) -> str:
+        option, equals, value = argument.rpartition("=") if argument.startswith("--") else ("", "", argument)
+        if not value.startswith("/"):
+            return argument
+        path = Path(value)
+        root = next((d for d in (path, *path.parents) if (d / ".git").exists()), None)
+        return option + equals + (path.relative_to(root).as_posix() or "." if root else value)
+
+    return shlex.join([program, *map(portable, argv)])
 
 
 def provenance(command: str, seed: int | None, **extra) -> dict:
