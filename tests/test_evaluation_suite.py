@@ -301,10 +301,13 @@ def test_evaluate_reuses_the_cascade_and_reads_as_autoattack(trained_lenet, mnis
     from keras_attdef.evaluation import autoattack, evaluate
 
     x, y = mnist_test[0][:32], mnist_test[1][:32]
-    report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
-                      eps_fractions=(1.0,), steps_grid=(1,))
-    cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=32, progress=False)
-    assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
-    assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]
-    assert report.accuracy["worst case"] <= cascade.accuracy["robust"]
-    assert "APGD-T" not in report.accuracy
+    for precision in ("float32", "bfloat16"):  # bfloat16: the attacks on a copy, the same plumbing
+        report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
+                          eps_fractions=(1.0,), steps_grid=(1,), precision=precision)
+        cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=32, progress=False,
+                             precision=precision)
+        assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
+        assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]
+        assert report.accuracy["worst case"] <= cascade.accuracy["robust"]
+        assert "APGD-T" not in report.accuracy
+        assert report.label.endswith("attacks in bfloat16") == (precision == "bfloat16")

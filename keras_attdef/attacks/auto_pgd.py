@@ -8,8 +8,8 @@ step is a projected gradient step followed by a momentum step (`alpha` 0.75).
 
 `apgd_ce` raises the cross-entropy, `apgd_dlr` the difference-of-logits-ratio loss, and `apgd_t` runs the
 targeted DLR loss towards each of the `num_targets` classes the model ranks next after the label (the
-APGD-T of the standard AutoAttack). Every function returns, per sample, a point that fools the model if
-the attack found one, else the highest-loss point it reached.
+APGD-T of the standard AutoAttack). Every function returns, per sample, the last point that fooled the
+model if the attack found one (as AutoAttack keeps it), else the highest-loss point it reached.
 
 Example:
 
@@ -171,8 +171,8 @@ def _apgd_run(model, x, y, eps, steps, norm, loss_fn, rho, momentum, clip_min, c
         best = tf.where(expand(improved), moved, s["best"])
         best_grad = tf.where(expand(improved), grad, s["best_grad"])
         best_values = tf.where(improved, values, s["best_values"])
-        newly = tf.logical_and(fooled, tf.logical_not(s["found"]))
-        adversarial = tf.where(expand(newly), moved, s["adversarial"])
+        # The latest point that fools, as AutoAttack keeps it: deeper across the boundary than the first.
+        adversarial = tf.where(expand(fooled), moved, s["adversarial"])
         found = tf.logical_or(s["found"], fooled)
         # Checkpoint: halve the step where progress stalled and restart from the best point.
         length = lengths[s["i"]]

@@ -76,9 +76,9 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", version: str = "stan
         progress: a progress bar per attack.
         clip_min: smallest valid input value.
         clip_max: largest valid input value.
-        precision: `"float32"`, or `"bfloat16"` to run the attacks' passes on a bfloat16 copy: 1.4-1.5x
-            faster here, every point still judged on the float32 model, but measurably weaker (the label
-            says so; `evaluation.precision`). Cite float32 figures.
+        precision: `"float32"`, or `"bfloat16"` to run the attacks' passes on a bfloat16 copy: about 1.6x
+            faster here, every point still judged on the float32 model, but weaker (0.6 points on the main
+            job's model; the label says so; `evaluation.precision`). Cite float32 figures.
 
     Returns:
         An `AutoAttackResult`.

@@ -21,6 +21,7 @@ from keras_attdef.inputs import check_labels
 from keras_attdef.attacks.spec import as_spec, compile_attack
 from keras_attdef.evaluation.suites import pgd_table
 from keras_attdef.tables import markdown_table, percent
+from keras_attdef.evaluation.precision import attack_model
 from keras_attdef.models import unwrap
 
 
@@ -80,7 +81,8 @@ def adversarial_examples(model, x, y, attack, batch_size: int = 256, clip_min: f
 
 
 def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progress: bool = True,
-                        clip_min: float = 0.0, clip_max: float = 1.0, seed: int | None = None) -> RobustnessReport:
+                        clip_min: float = 0.0, clip_max: float = 1.0, seed: int | None = None,
+                        precision: str = "float32") -> RobustnessReport:
     """Accuracy on clean inputs and under each attack.
 
     Args:
@@ -94,6 +96,8 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
         seed: if given, TensorFlow's global seed is set to it before every batch, which restarts each
             compiled attack's random stream: a batch's outcome then depends only on its points, not on the
             batches before it (so an evaluation split into shards at batch boundaries matches the whole).
+        precision: `"float32"`, or `"bfloat16"` to run the attacks on a bfloat16 copy (`evaluation.precision`);
+            every prediction that counts is the float32 model's.
 
     Returns:
         A `RobustnessReport`; `report.accuracy` maps row names to accuracies in [0, 1].
@@ -104,7 +108,8 @@ def evaluate_robustness(model, data, attacks=None, batch_size: int = 256, progre
     if not isinstance(attacks, dict):
         attacks = {repr(as_spec(a)): a for a in attacks}
     specs = {name: as_spec(spec) for name, spec in attacks.items()}
-    runners = {name: compile_attack(spec, base, clip_min, clip_max) for name, spec in specs.items()}
+    attacked = attack_model(base, precision)
+    runners = {name: compile_attack(spec, attacked, clip_min, clip_max) for name, spec in specs.items()}
     predict = tf.function(lambda x: tf.argmax(base(x, training=False), axis=-1, output_type=tf.int32))
     correct = {name: [] for name in ["clean", *specs]}
     batches = _batches(data, batch_size)

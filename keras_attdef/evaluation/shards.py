@@ -32,7 +32,7 @@ KIND = "keras_attdef.partial_report"
 VERSION = 1
 # Settings every partial of one evaluation must share.
 SHARED = ("model", "label", "eps", "norm", "suite", "seed", "batch_size", "num_points", "shards", "eps_fractions",
-          "steps_grid", "attacks")
+          "steps_grid", "attacks", "precision")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -74,7 +74,7 @@ def evaluate_shard(model, x, y, eps: float, shard: str, label: str = "model", **
         eps: the budget.
         shard: `"I/N"`.
         label: the model's name in the report.
-        **settings: `norm`, `suite`, `batch_size`, `seed`, `eps_fractions`, `steps_grid`, `progress` as in
+        **settings: `norm`, `suite`, `batch_size`, `seed`, `eps_fractions`, `steps_grid`, `progress`, `precision` as in
             `evaluate` (no `source_model`: transfer rows are not split).
 
     Returns:
@@ -118,9 +118,9 @@ def _check_compatible(partials: list) -> None:
     first = partials[0]
     for partial in partials[1:]:
         for key in SHARED:
-            if partial[key] != first[key]:
+            if partial.get(key) != first.get(key):  # `precision` is absent from older partials
                 what = "models (their weights differ)" if key == "model" else f"settings ({key}: " \
-                       f"{first[key]!r} against {partial[key]!r})"
+                       f"{first.get(key)!r} against {partial.get(key)!r})"
                 raise ValueError(f"{first['path']} and {partial['path']} are partials of different {what}: "
                                  "merge only the shards of one `--shard I/N` evaluation.")
 
@@ -154,6 +154,7 @@ def merge(paths) -> EvaluationReport:
     first = partials[0]
     outcomes = {key: first[key] for key in ("eps", "norm", "suite", "seed", "batch_size", "eps_fractions",
                                             "steps_grid", "attacks", "black_box", "single_step", "landscape")}
+    outcomes["precision"] = first.get("precision", "float32")
     outcomes["correct"] = {row: np.array([c == "1" for p in partials for c in p["correct"][row]])
                            for row in first["correct"]}
     outcomes["model_checks"] = {n: Flag(**f) for n, f in first["model_checks"].items()}
