@@ -278,11 +278,11 @@ def measure(base, x, y, eps: float, norm: str = "linf", suite: str = "autoattack
     cascade = {} if suite == "quick" else cascade_outcomes(base, x, y, eps, norm, "standard" if suite == "autoattack"
                                                             else "fast", batch_size, seed, progress, precision)
     alone = {n: spec for n, spec in attacks.items() if n not in cascade and n != ADAPTIVE_ROW}
-    correct = {**evaluate_robustness(base, (x, y), alone, batch_size, progress, seed=seed, precision=precision).correct,
-               **cascade}
+    correct = evaluate_robustness(base, (x, y), alone, batch_size, progress, seed=seed, precision=precision).correct
     if ADAPTIVE_ROW in attacks:  # the map attack reads the model's own layers: always on the float32 model
         correct[ADAPTIVE_ROW] = evaluate_robustness(base, (x, y), {ADAPTIVE_ROW: attacks[ADAPTIVE_ROW]}, batch_size,
                                                     progress, seed=seed).correct[ADAPTIVE_ROW]
+    correct.update(cascade)
     black_box = [n for n, spec in attacks.items() if spec.name in BLACK_BOX]
     if source_model is not None:
         row = "transfer (PGD-20 from source)"
