@@ -127,7 +127,11 @@ def test_ablation_changes_one_term_per_variant_and_tabulates_each(tmp_path):
     assert (tmp_path / "madry" / "epoch_1.weights.h5").exists() and (tmp_path / "table.md").exists()
     for checkpoint in tmp_path.glob("*/checkpoint.keras"):
         checkpoint.unlink()  # a new checkout: results but no models; nothing is trained again
-    made = {r["model"]: r["provenance"] for r in load_experiments(tmp_path / "results")["ablation"][1]}
+    meta, records = load_experiments(tmp_path / "results")["ablation"]
+    made = {r["model"]: r["provenance"] for r in records}
+    # without the adaptive stages the cascade's per-point outcomes still pair every variant with madry
+    assert meta["columns"][-1] == "p vs madry" and "p vs trades" not in meta["columns"]
+    assert all(0.0 <= r["metrics"]["p vs madry"] <= 1.0 for r in records if r["model"] != "madry")
     again = ablate(tmp_path, ("plain", "madry", "atat_no_pair"), epochs=1, steps=1, train_size=200, eval_size=10,
                    verbose=0, command="keras-attdef ablate --publish again")
     assert again.rsplit("\n", 1)[0] == table.rsplit("\n", 1)[0]  # the same figures; the footer names the command

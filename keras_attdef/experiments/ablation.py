@@ -301,6 +301,9 @@ def _published_provenance(results_dir: Path, experiment: str, name: str) -> dict
 def _publish(records: list, meta: dict, results_dir: Path, out: Path) -> str:
     """Adds the paired tests, writes the experiment file, one record per variant and `out/table.md`."""
     add_paired_tests(records, ("madry", "trades"))
+    # a "p vs" column wherever some variant could be paired with the reference on the same points
+    tested = {key for r in records for key in r["metrics"] if key.startswith("p vs ")}
+    meta["columns"] += [f"p vs {reference}" for reference in ("madry", "trades") if f"p vs {reference}" in tested]
     write_experiment(results_dir, meta)
     for record in records:
         write_record(results_dir, record)

@@ -163,6 +163,8 @@ def ablation_record(experiment: str, name: str, variant: tuple, training: dict, 
     metrics = {"change": change, "train adv acc": _number(training["logs"][-1].get("adv_accuracy")),
                "empty maps": f"{100 * figures['empty_maps']:.1f}%"}
     label = FAST_CASCADE if setting["version"] == "fast" else SUITE_LABEL.replace("; with FGSM, PGD-20, PGD-100", "")
+    if figures["autoattack"].get("robust"):  # stores older than per-point outcomes have none
+        metrics["worst case per point"] = figures["autoattack"]["robust"]
     if figures.get("adaptive") and figures["autoattack"].get("robust"):
         adaptive, robust = _bits(figures["adaptive"]), _bits(figures["autoattack"]["robust"])
         worst = robust & adaptive
@@ -210,7 +212,6 @@ def ablation_experiment(experiment: str, variants, setting: dict, command: str, 
     if adaptive:
         columns = ["change", "clean", "APGD-CE", "cascade worst case", ADAPTIVE_ROW, "worst case", "IoU@10 kept",
                    "IoU@10 fooled", "empty maps"]
-        columns += [f"p vs {reference}" for reference in ("madry", "trades") if reference in variants]
     data = f"{setting['data']}. " if setting.get("dataset", "mnist") != "mnist" else ""
     protocol = (f"{data}{setting['model']} (or the model a variant names), {setting['epochs']} epochs, batch "
                 f"{setting['batch_size']}, Adam {setting['lr']:g}, seed {setting['seed']}; Linf eps {setting['eps']:g}, "
