@@ -295,19 +295,34 @@ def test_clear_errors_for_bad_input(trained_lenet, mnist_test):
         attacks.apgd(trained_lenet, x, y, eps=0.1, loss="hinge")
 
 
-def test_evaluate_reuses_the_cascade_and_reads_as_autoattack(trained_lenet, mnist_test):
+def test_evaluate_reuses_the_cascade_and_reads_as_autoattack(trained_lenet, mnist_test, monkeypatch):
     """`evaluate(suite="fast")` runs the AutoAttack-style parts as the cascade (each on the points the parts
     before left): its rows are the cascade's figures on the same seed, not a second run of every attack."""
-    from keras_attdef.evaluation import autoattack, evaluate
+    import importlib
+
+    from keras_attdef.evaluation import autoattack, evaluate, precision, robustness
+
+    autoattack_module = importlib.import_module("keras_attdef.evaluation.autoattack")  # the package shadows it
 
     x, y = mnist_test[0][:32], mnist_test[1][:32]
-    for precision in ("float32", "bfloat16"):  # bfloat16: the attacks on a copy, the same plumbing
-        report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
-                          eps_fractions=(1.0,), steps_grid=(1,), precision=precision)
-        cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=32, progress=False,
-                             precision=precision)
-        assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
-        assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]
-        assert report.accuracy["worst case"] <= cascade.accuracy["robust"]
-        assert "APGD-T" not in report.accuracy
-        assert report.label.endswith("attacks in bfloat16") == (precision == "bfloat16")
+    report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
+                      eps_fractions=(1.0,), steps_grid=(1,))
+    cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=32, progress=False)
+    assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
+    assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]
+    assert report.accuracy["worst case"] <= cascade.accuracy["robust"]
+    assert "APGD-T" not in report.accuracy and "bfloat16" not in report.label
+    # bfloat16: both the cascade's parts and the other rows attack the copy (autoattack's own bfloat16
+    # figures are checked in test_bfloat16_attacks_keep_the_weights_...)
+    asked = []
+
+    def spy(base, chosen="float32"):
+        asked.append(chosen)
+        return precision.attack_model(base, chosen)
+
+    monkeypatch.setattr(autoattack_module, "attack_model", spy)
+    monkeypatch.setattr(robustness, "attack_model", spy)
+    report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
+                      eps_fractions=(1.0,), steps_grid=(1,), precision="bfloat16")
+    assert report.label.endswith("attacks in bfloat16") and set(asked) == {"bfloat16"} and len(asked) >= 2
+    assert report.accuracy["after APGD-T"] <= report.accuracy["APGD-CE"] <= report.accuracy["clean"]
