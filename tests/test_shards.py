@@ -39,6 +39,27 @@ def test_merged_shards_give_the_unsplit_report(saved_model, partials, tmp_path):
     assert starts == [0, 32]  # whole batches
 
 
+def test_merge_publishes_a_record_linked_to_the_checked_model(saved_model, partials, tmp_path):
+    from keras_attdef import models, results
+
+    published = tmp_path / "results"
+    assert cli.main(["merge", *map(str, partials), "--model", saved_model, "--publish", str(published),
+                     "--experiment", "full_test"]) == 0
+    meta, (record,) = results.load_experiments(published)["full_test"]
+    merged = shards.merge(partials)
+    assert record["model"] == "lenet" and record["n"] == 64 and record["accuracy"] == merged.accuracy
+    assert record["weights"]["sha256"] == results.sha256(saved_model) and record["training"] is None
+    assert "not the standard AutoAttack-style cascade" in record["evaluation"]  # the quick suite says so
+    assert record["provenance"]["command"].startswith("keras-attdef merge") and record["provenance"]["seed"] == 0
+    assert set(meta["columns"]) >= {"clean", "worst case"}
+    other = tmp_path / "other.keras"
+    models.lenet().save(other)  # untrained: not the weights the partials measured
+    with pytest.raises(SystemExit, match="weights differ"):
+        cli.main(["merge", *map(str, partials), "--model", str(other)])
+    with pytest.raises(SystemExit, match="--name or --model"):
+        cli.main(["merge", *map(str, partials), "--publish", str(published)])
+
+
 def _edited(path, tmp_path, name, **changes):
     partial = json.loads(path.read_text())
     partial.update(changes)

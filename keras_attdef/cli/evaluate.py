@@ -30,10 +30,17 @@ def add_parsers(sub) -> None:
     evaluate.add_argument("--shard", default=None, metavar="I/N",
                           help="evaluate only the I-th of N slices of the points (from 0) and write a partial "
                                "report to --out; `keras-attdef merge` joins the N partials into the full report")
+    _add_publish_flags(evaluate)
     evaluate.set_defaults(func=evaluate_command)
     merge = sub.add_parser("merge", help="join the partial reports of `evaluate --shard I/N` into one report")
     merge.add_argument("partials", nargs="+", help="the partial.json files, one per shard")
     merge.add_argument("--out", default=None, help="folder for report.md, report.json and the PNG plots")
+    merge.add_argument("--model", default=None, metavar="MODEL.keras",
+                       help="the evaluated model: checked against the partials' weights and linked by the published "
+                            "record")
+    merge.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"],
+                       help="the dataset the shards evaluated (for the published record)")
+    _add_publish_flags(merge)
     merge.set_defaults(func=merge_command)
     attack = sub.add_parser("attack", help="adversarial examples of a saved .keras model, written to an .npz")
     attack.add_argument("model_path")
@@ -48,6 +55,27 @@ def add_parsers(sub) -> None:
     attack.set_defaults(func=attack_command)
 
 
+def _add_publish_flags(parser) -> None:
+    parser.add_argument("--publish", default=None, metavar="RESULTS_DIR",
+                        help="also write the report as a result record (with its provenance) under "
+                             "RESULTS_DIR/<experiment>/, where `keras-attdef report` reads it")
+    parser.add_argument("--experiment", default="evaluation", help="the experiment name of the result record")
+    parser.add_argument("--name", default=None, help="the record's model name (default: the model file's stem)")
+
+
+def _publish(args, report, model_path) -> None:
+    from keras_attdef.experiments.publish import evaluation_record, publish_evaluation
+
+    if not args.publish:
+        return
+    if args.name is None and model_path is None:
+        raise SystemExit("--publish needs the record's model name: give --name or --model.")
+    name = args.name or Path(model_path).stem
+    record = evaluation_record(report, args.experiment, name, args.dataset, args.command_line, args.seed, model_path)
+    for path in publish_evaluation(record, args.publish):
+        print(f"published: {path}")
+
+
 def evaluate_command(args) -> dict:
     from keras_attdef import datasets
     from keras_attdef.evaluation import evaluate as evaluate_model
@@ -60,11 +88,16 @@ def evaluate_command(args) -> dict:
     report = evaluate_model(model, x, y, args.eps, args.norm, args.suite, source_model=source,
                             batch_size=args.batch_size, seed=args.seed, name=Path(args.model_path).name,
                             precision=args.attack_precision)
-    print(report.to_markdown())
-    if args.out:
-        for kind, path in report.save(args.out).items():
-            print(f"{kind}: {path}")
+    _show(report, args.out)
+    _publish(args, report, args.model_path)
     return report.to_dict()
+
+
+def _show(report, out) -> None:
+    print(report.to_markdown())
+    if out:
+        for kind, path in report.save(out).items():
+            print(f"{kind}: {path}")
 
 
 def _evaluate_shard(args, model, x, y) -> dict:
@@ -91,12 +124,14 @@ def merge_command(args) -> dict:
 
     try:
         report = shards.merge(args.partials)
+        first = shards.load_partial(args.partials[0])
+        if args.model and shards.model_fingerprint(load_classifier(args.model)) != first["model"]:
+            raise ValueError(f"{args.model} is not the model the partials measured: its weights differ.")
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    print(report.to_markdown())
-    if args.out:
-        for kind, path in report.save(args.out).items():
-            print(f"{kind}: {path}")
+    _show(report, args.out)
+    args.seed = first["seed"]
+    _publish(args, report, args.model)
     return report.to_dict()
 
 

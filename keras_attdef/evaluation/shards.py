@@ -103,7 +103,8 @@ def save_partial(partial: dict, out) -> Path:
     return path
 
 
-def _load(path) -> dict:
+def load_partial(path) -> dict:
+    """A partial report read and checked (`kind`, `version`), with its `path`."""
     try:
         partial = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -146,7 +147,7 @@ def merge(paths) -> EvaluationReport:
     Raises:
         ValueError: partials of different models, settings or point sets; overlapping or missing shards.
     """
-    partials = [_load(path) for path in paths]
+    partials = [load_partial(path) for path in paths]
     if not partials:
         raise ValueError("No partial reports given.")
     _check_compatible(partials)

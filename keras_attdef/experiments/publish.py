@@ -7,11 +7,12 @@ generated tables read them.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from keras_attdef.evaluation.adaptive import ADAPTIVE_ROW
-from keras_attdef.results import provenance, write_experiment, write_record
+from keras_attdef.results import provenance, sha256, write_experiment, write_record
 from keras_attdef.results.schema import SCHEMA_VERSION
 
 REPRODUCTION = "reproduce_mnist"
@@ -117,18 +118,69 @@ def publish_training(record: dict, model, results_dir) -> list:
 
     The experiment's `experiment.json` is written only if missing, so a curated description is kept.
     """
-    from pathlib import Path
-
-    from keras_attdef.results import sha256
-
     folder = Path(results_dir) / record["experiment"]
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / f"{record['model']}.keras"
     model.save(weights)
-    record = dict(record, weights={"path": weights.as_posix(), "sha256": sha256(weights),
-                                   "bytes": weights.stat().st_size})
-    paths = [] if (folder / "experiment.json").exists() else [write_experiment(results_dir, training_experiment(record))]
-    return paths + [weights, write_record(results_dir, record)]
+    record = dict(record, weights=_linked(weights))
+    return _experiment_if_missing(results_dir, record, training_experiment) + [weights, write_record(results_dir, record)]
+
+
+def _linked(weights) -> dict:
+    """A record's `weights` block: the file's path, SHA-256 and size."""
+    return {"path": Path(weights).as_posix(), "sha256": sha256(weights), "bytes": Path(weights).stat().st_size}
+
+
+def _experiment_if_missing(results_dir, record: dict, describe) -> list:
+    """Writes `describe(record)` as the experiment's `experiment.json` unless one exists (a curated one is kept)."""
+    if (Path(results_dir) / record["experiment"] / "experiment.json").exists():
+        return []
+    return [write_experiment(results_dir, describe(record))]
+
+
+def evaluation_record(report, experiment: str, name: str, dataset: str, command: str, seed: int,
+                      weights=None) -> dict:
+    """The record of one `keras-attdef evaluate` (or `merge`) report of a saved model.
+
+    Args:
+        report: the `EvaluationReport`.
+        experiment: the experiment name.
+        name: the record's model name.
+        dataset: the dataset the report's points come from.
+        command: the command for the provenance.
+        seed: the attacks' seed.
+        weights: the evaluated `.keras` file, linked with its SHA-256 (None: not linked).
+    """
+    rows = [row for row in report.accuracy if row not in ("clean", "worst case")]
+    if "AutoAttack-style" in report.label:
+        evaluation = SUITE_LABEL
+    else:
+        evaluation = f"worst case per point over {', '.join(rows)} (not the standard AutoAttack-style cascade)"
+    if "attacks in bfloat16" in report.label:
+        evaluation += ", attacks in bfloat16"
+    return {
+        "schema_version": SCHEMA_VERSION, "experiment": experiment, "model": name, "dataset": dataset,
+        "n": int(report.num_examples), "threat": {"norm": report.norm, "eps": float(report.eps)},
+        "evaluation": evaluation, "accuracy": dict(report.accuracy), "headline": "worst case",
+        "audit_flags": list(report.raised), "training": None,
+        "metrics": {"eval seconds": round(float(report.seconds), 1)}, "reference": None,
+        "weights": None if weights is None else _linked(weights),
+        "provenance": provenance(command, seed),
+    }
+
+
+def evaluation_experiment(record: dict) -> dict:
+    """A minimal `experiment.json` for records made by `keras-attdef evaluate --publish` (or `merge`)."""
+    return {"schema_version": SCHEMA_VERSION, "experiment": record["experiment"],
+            "title": f"keras-attdef evaluate ({record['experiment']})",
+            "protocol": "One `keras-attdef evaluate` report per saved model; the record links the evaluated weights "
+                        "by their SHA-256.",
+            "command": record["provenance"]["command"], "columns": [*record["accuracy"], "eval seconds"]}
+
+
+def publish_evaluation(record: dict, results_dir) -> list:
+    """Writes an evaluation record, and its experiment's `experiment.json` if missing."""
+    return _experiment_if_missing(results_dir, record, evaluation_experiment) + [write_record(results_dir, record)]
 
 
 FAST_CASCADE = "AutoAttack-style worst case (fast: APGD-CE, then APGD-T with 3 targets)"
