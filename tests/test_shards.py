@@ -51,6 +51,7 @@ def test_merge_publishes_a_record_linked_to_the_checked_model(saved_model, parti
     assert record["weights"]["sha256"] == results.sha256(saved_model) and record["training"] is None
     assert "not the standard AutoAttack-style cascade" in record["evaluation"]  # the quick suite says so
     assert record["provenance"]["command"].startswith("keras-attdef merge") and record["provenance"]["seed"] == 0
+    assert record["provenance"]["shard_commits"] == [record["provenance"]["commit"]]  # measured by this code
     assert set(meta["columns"]) >= {"clean", "worst case"}
     other = tmp_path / "other.keras"
     models.lenet().save(other)  # untrained: not the weights the partials measured

@@ -63,7 +63,7 @@ def _add_publish_flags(parser) -> None:
     parser.add_argument("--name", default=None, help="the record's model name (default: the model file's stem)")
 
 
-def _publish(args, report, model_path) -> None:
+def _publish(args, report, model_path, **provenance_extra) -> None:
     from keras_attdef.experiments.publish import evaluation_record, publish_evaluation
 
     if not args.publish:
@@ -71,7 +71,8 @@ def _publish(args, report, model_path) -> None:
     if args.name is None and model_path is None:
         raise SystemExit("--publish needs the record's model name: give --name or --model.")
     name = args.name or Path(model_path).stem
-    record = evaluation_record(report, args.experiment, name, args.dataset, args.command_line, args.seed, model_path)
+    record = evaluation_record(report, args.experiment, name, args.dataset, args.command_line, args.seed, model_path,
+                               **provenance_extra)
     for path in publish_evaluation(record, args.publish):
         print(f"published: {path}")
 
@@ -124,14 +125,16 @@ def merge_command(args) -> dict:
 
     try:
         report = shards.merge(args.partials)
-        first = shards.load_partial(args.partials[0])
+        partials = [shards.load_partial(path) for path in args.partials]
+        first = partials[0]
         if args.model and shards.model_fingerprint(load_classifier(args.model)) != first["model"]:
             raise ValueError(f"{args.model} is not the model the partials measured: its weights differ.")
     except ValueError as error:
         raise SystemExit(str(error)) from None
     _show(report, args.out)
     args.seed = first["seed"]
-    _publish(args, report, args.model)
+    # the commits whose code measured the shards (partials written before 2026-12-08 do not say)
+    _publish(args, report, args.model, shard_commits=sorted({p["commit"] for p in partials if "commit" in p}))
     return report.to_dict()
 
 

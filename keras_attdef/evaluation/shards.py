@@ -27,6 +27,7 @@ from keras_attdef.evaluation.adaptive import map_term_defense
 from keras_attdef.evaluation.audit import Flag
 from keras_attdef.inputs import check_inputs
 from keras_attdef.models import unwrap
+from keras_attdef.results.provenance import running_commit
 
 KIND = "keras_attdef.partial_report"
 VERSION = 1
@@ -91,6 +92,7 @@ def evaluate_shard(model, x, y, eps: float, shard: str, label: str = "model", **
     outcomes["correct"] = {n: "".join("1" if v else "0" for v in c) for n, c in outcomes["correct"].items()}
     outcomes["model_checks"] = {n: {"raised": f.raised, "detail": f.detail} for n, f in outcomes["model_checks"].items()}
     return {"kind": KIND, "version": VERSION, "model": model_fingerprint(base), "label": label,
+            "commit": running_commit(),  # the code that measured it, for a published merge
             "num_points": len(y), "shard": index, "shards": count, "start": start, "stop": stop,
             "seconds": time.time() - start_time, **outcomes}
 

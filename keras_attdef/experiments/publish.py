@@ -139,7 +139,7 @@ def _experiment_if_missing(results_dir, record: dict, describe) -> list:
 
 
 def evaluation_record(report, experiment: str, name: str, dataset: str, command: str, seed: int,
-                      weights=None) -> dict:
+                      weights=None, **provenance_extra) -> dict:
     """The record of one `keras-attdef evaluate` (or `merge`) report of a saved model.
 
     Args:
@@ -150,6 +150,7 @@ def evaluation_record(report, experiment: str, name: str, dataset: str, command:
         command: the command for the provenance.
         seed: the attacks' seed.
         weights: the evaluated `.keras` file, linked with its SHA-256 (None: not linked).
+        **provenance_extra: further provenance entries (a merge's `shard_commits`).
     """
     rows = [row for row in report.accuracy if row not in ("clean", "worst case")]
     if "AutoAttack-style" in report.label:
@@ -165,7 +166,7 @@ def evaluation_record(report, experiment: str, name: str, dataset: str, command:
         "audit_flags": list(report.raised), "training": None,
         "metrics": {"eval seconds": round(float(report.seconds), 1)}, "reference": None,
         "weights": None if weights is None else _linked(weights),
-        "provenance": provenance(command, seed),
+        "provenance": provenance(command, seed, **provenance_extra),
     }
 
 

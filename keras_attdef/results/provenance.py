@@ -68,6 +68,11 @@ def _checkout() -> tuple:
 _LOADED = _checkout()
 
 
+def running_commit() -> str:
+    """The commit of the code this process runs (HEAD when the package was imported; "unknown" outside git)."""
+    return _LOADED[0]
+
+
 def portable_command(argv: list[str], program: str = "keras-attdef") -> str:
     """The command line as a user would type it from the root of the checkout each path lies in.
 
