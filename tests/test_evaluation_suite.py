@@ -303,10 +303,19 @@ def test_evaluate_reuses_the_cascade_and_reads_as_autoattack(trained_lenet, mnis
     from keras_attdef.evaluation import autoattack, evaluate, precision, robustness
 
     autoattack_module = importlib.import_module("keras_attdef.evaluation.autoattack")  # the package shadows it
+    report_module = importlib.import_module("keras_attdef.evaluation.report")
+    rows_run = []
 
+    def run_rows(model, data, attacks, *args, **kwargs):
+        rows_run.extend(attacks)
+        return robustness.evaluate_robustness(model, data, attacks, *args, **kwargs)
+
+    monkeypatch.setattr(report_module, "evaluate_robustness", run_rows)
     x, y = mnist_test[0][:32], mnist_test[1][:32]
     report = evaluate(trained_lenet, x, y, eps=0.1, suite="fast", batch_size=32, progress=False,
                       eps_fractions=(1.0,), steps_grid=(1,))
+    # the eps curve's point at eps is the PGD-20 row itself, not a second run of it
+    assert "eps 0.1" not in rows_run and "steps 1" in rows_run and report.eps_curve[0.1] == report.accuracy["PGD-20"]
     cascade = autoattack(trained_lenet, x, y, eps=0.1, version="fast", batch_size=32, progress=False)
     assert report.accuracy["APGD-CE"] == cascade.accuracy["after APGD-CE"]
     assert report.accuracy["after APGD-T"] == cascade.accuracy["robust"] < report.accuracy["clean"]

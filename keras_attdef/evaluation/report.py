@@ -292,13 +292,17 @@ def measure(base, x, y, eps: float, norm: str = "linf", suite: str = "autoattack
     curve_rows = {f"eps {f * eps:g}": AttackSpec("pgd", eps=f * eps, steps=20, norm=norm) for f in eps_fractions if f > 0}
     curve_rows.update({f"steps {s}": AttackSpec("pgd", eps=eps, steps=s, step_size=eps / 4, norm=norm)
                        for s in steps_grid})
-    curves = evaluate_robustness(base, (x, y), curve_rows, batch_size, progress, seed=seed, precision=precision).correct
+    # a curve point that is a row already run (PGD-20 at eps itself) is that row's outcome, not a second run
+    known = {n: correct[row] for n, spec in curve_rows.items() for row, other in alone.items() if spec == other}
+    fresh = evaluate_robustness(base, (x, y), {n: s for n, s in curve_rows.items() if n not in known}, batch_size,
+                                progress, seed=seed, precision=precision).correct
+    curves = {n: known[n] if n in known else fresh[n] for n in curve_rows}
     return {"eps": float(eps), "norm": norm, "suite": suite, "seed": int(seed), "batch_size": int(batch_size),
             "precision": precision,
             "eps_fractions": [float(f) for f in eps_fractions], "steps_grid": [int(s) for s in steps_grid],
             "attacks": {n: s.get_config() for n, s in attacks.items()}, "black_box": black_box,
             "single_step": [n for n, spec in attacks.items() if spec.name in SINGLE_STEP],
-            "correct": {**correct, **{n: c for n, c in curves.items() if n != "clean"}},
+            "correct": {**correct, **curves},
             "model_checks": {**model_checks(base, audit_x, audit_y),
                              **({} if defense is None else
                                 {"map_term_hides_gradient": map_gradient_check(base, defense, audit_x, audit_y, eps,
