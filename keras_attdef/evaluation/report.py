@@ -12,9 +12,10 @@ Example:
 >>> from keras_attdef import models
 >>> from keras_attdef.evaluation import evaluate
 >>> x = np.random.rand(6, 28, 28, 1).astype("float32"); y = np.arange(6)
->>> report = evaluate(models.lenet(), x, y, eps=0.3, suite="quick", progress=False)
->>> report.accuracy["worst case"] <= report.accuracy["clean"]
-True
+>>> report = evaluate(models.lenet(), x, y, eps=0.3, suite="quick", progress=False,
+...                   eps_fractions=(0.5, 1.0), steps_grid=(1, 10))  # a quick look: two points per curve
+>>> report.accuracy["worst case"] <= report.accuracy["clean"], sorted(report.steps_curve)
+(True, [1, 10])
 """
 from __future__ import annotations
 
